@@ -19,6 +19,10 @@ current limit to the current request is kept, as the VPA does), so a container w
 stays without one.
 
 A placement action is the index of the chosen node.
+
+Policies hand the core a :class:`SizingProposal` (replica targets and container requests), not
+action indices, so that baselines such as the VPA recommender can propose exact values. A
+discrete action decodes into a proposal with :func:`decode_sizing`.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from thrifty.snapshot import ContainerTable
+from thrifty.snapshot import ClusterSnapshot, ContainerTable
 
 REPLICA_DELTAS: tuple[int, ...] = (-2, -1, 0, 1, 2)
 CPU_HEADROOMS: tuple[float | None, ...] = (None, 0.05, 0.15, 0.3, 0.5, 1.0)
@@ -43,6 +47,53 @@ KEEP_ACTION = np.array([KEEP_REPLICAS, KEEP_CPU, KEEP_MEMORY], dtype=np.int64)
 
 CPU_SIZING_PERCENTILE = 95.0
 """Percentile of the CPU usage window that a CPU headroom applies to."""
+
+
+@dataclass(frozen=True)
+class SizingProposal:
+    """What a policy asks for, before the safety pipeline.
+
+    Every entry must be finite: to keep a value, propose the current one. A NaN or infinite
+    entry marks the policy's output for that workload as broken, and the fallback decides.
+    """
+
+    replicas: np.ndarray
+    """(workloads,) target replica count."""
+    cpu_request_millicores: np.ndarray
+    """(containers,) target CPU request, one per row of ``snapshot.containers``."""
+    memory_request_bytes: np.ndarray
+    """(containers,) target memory request, one per row of ``snapshot.containers``."""
+
+
+def keep_proposal(snapshot: ClusterSnapshot) -> SizingProposal:
+    """The proposal that changes nothing."""
+    return SizingProposal(
+        replicas=snapshot.workloads.replicas.astype(float),
+        cpu_request_millicores=snapshot.containers.cpu_request_millicores.copy(),
+        memory_request_bytes=snapshot.containers.memory_request_bytes.copy(),
+    )
+
+
+def valid_proposal_rows(snapshot: ClusterSnapshot, proposal: object) -> np.ndarray:
+    """bool (workloads,): the workloads whose part of ``proposal`` is well formed.
+
+    Replicas must be finite and integral; requests finite and positive. A proposal of the wrong
+    type or shape is broken for every workload.
+    """
+    n, c = len(snapshot.workloads), len(snapshot.containers)
+    try:
+        replicas = np.asarray(proposal.replicas, dtype=float)
+        cpu = np.asarray(proposal.cpu_request_millicores, dtype=float)
+        memory = np.asarray(proposal.memory_request_bytes, dtype=float)
+    except (AttributeError, TypeError, ValueError):
+        return np.zeros(n, dtype=bool)
+    if replicas.shape != (n,) or cpu.shape != (c,) or memory.shape != (c,):
+        return np.zeros(n, dtype=bool)
+    valid = np.isfinite(replicas) & (replicas == np.round(replicas)) & (replicas >= 0)
+    bad_container = ~(np.isfinite(cpu) & (cpu > 0) & np.isfinite(memory) & (memory > 0))
+    owners = snapshot.containers.workload_index[bad_container]
+    valid[owners[owners >= 0]] = False
+    return valid
 
 
 @dataclass(frozen=True)
@@ -90,27 +141,49 @@ def _proportional_limit(limit: float, request: float, new_request: float) -> flo
     return new_request * (limit / request)
 
 
-def decode_resources(
-    current: ContainerResources,
-    cpu_usage_target_millicores: float,
-    memory_usage_target_bytes: float,
-    cpu_headroom_index: int,
-    memory_headroom_index: int,
-) -> ContainerResources:
-    """The container size a vertical action asks for, before the safety pipeline.
+def with_requests(current: ContainerResources, cpu_request_millicores: float, memory_request_bytes: float) -> ContainerResources:
+    """``current`` resized to new requests, limits following proportionally."""
+    return ContainerResources(
+        cpu_request_millicores=cpu_request_millicores,
+        cpu_limit_millicores=_proportional_limit(
+            current.cpu_limit_millicores, current.cpu_request_millicores, cpu_request_millicores),
+        memory_request_bytes=memory_request_bytes,
+        memory_limit_bytes=_proportional_limit(
+            current.memory_limit_bytes, current.memory_request_bytes, memory_request_bytes),
+    )
 
-    A headroom of ``None``, or an unknown usage target, keeps that resource as it is.
+
+def container_groups(snapshot: ClusterSnapshot, workload: int) -> dict[str, np.ndarray]:
+    """Container rows of ``workload`` grouped by container name (one group per sized container)."""
+    containers = snapshot.containers
+    rows = np.flatnonzero(containers.workload_index == workload)
+    groups: dict[str, list[int]] = {}
+    for r in rows:
+        groups.setdefault(containers.names[r], []).append(int(r))
+    return {name: np.asarray(group, dtype=np.int64) for name, group in groups.items()}
+
+
+def decode_sizing(snapshot: ClusterSnapshot, actions: np.ndarray) -> SizingProposal:
+    """The proposal that discrete sizing actions (workloads, 3) stand for.
+
+    Raises ``ValueError`` on malformed actions (see :func:`valid_sizing_actions`). A headroom of
+    ``None``, or an unknown usage target, keeps that request as it is.
     """
-    cpu_request, cpu_limit = current.cpu_request_millicores, current.cpu_limit_millicores
-    memory_request, memory_limit = current.memory_request_bytes, current.memory_limit_bytes
-    cpu_headroom = CPU_HEADROOMS[cpu_headroom_index]
-    if cpu_headroom is not None and np.isfinite(cpu_usage_target_millicores):
-        new_request = cpu_usage_target_millicores * (1.0 + cpu_headroom)
-        cpu_limit = _proportional_limit(cpu_limit, cpu_request, new_request)
-        cpu_request = new_request
-    memory_headroom = MEMORY_HEADROOMS[memory_headroom_index]
-    if memory_headroom is not None and np.isfinite(memory_usage_target_bytes):
-        new_request = memory_usage_target_bytes * (1.0 + memory_headroom)
-        memory_limit = _proportional_limit(memory_limit, memory_request, new_request)
-        memory_request = new_request
-    return ContainerResources(cpu_request, cpu_limit, memory_request, memory_limit)
+    actions = np.asarray(actions)
+    valid = valid_sizing_actions(actions, len(snapshot.workloads))
+    if not valid.all():
+        raise ValueError(f"sizing actions: rows {np.flatnonzero(~valid).tolist()} are malformed")
+    actions = actions.astype(np.int64)
+    proposal = keep_proposal(snapshot)
+    deltas = np.asarray(REPLICA_DELTAS)[actions[:, 0]]
+    proposal.replicas[:] = snapshot.workloads.replicas + deltas
+    for w in range(len(snapshot.workloads)):
+        cpu_headroom = CPU_HEADROOMS[actions[w, 1]]
+        memory_headroom = MEMORY_HEADROOMS[actions[w, 2]]
+        for group in container_groups(snapshot, w).values():
+            cpu_target, memory_target = usage_targets(snapshot.containers, group)
+            if cpu_headroom is not None and np.isfinite(cpu_target) and cpu_target > 0:
+                proposal.cpu_request_millicores[group] = cpu_target * (1.0 + cpu_headroom)
+            if memory_headroom is not None and np.isfinite(memory_target) and memory_target > 0:
+                proposal.memory_request_bytes[group] = memory_target * (1.0 + memory_headroom)
+    return proposal

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from thrifty.actions import (
-    REPLICA_DELTAS,
     ContainerResources,
-    decode_resources,
+    SizingProposal,
+    container_groups,
     usage_targets,
-    valid_sizing_actions,
+    valid_proposal_rows,
+    with_requests,
 )
 from thrifty.policy.base import Policy
 from thrifty.policy.heuristic import dependency_weight_per_node, pod_cpu_utilisation
@@ -197,22 +198,32 @@ def _container_reason(name: str, current: ContainerResources, target: ContainerR
     return f"resized {name}: " + ", ".join(parts) + suffix
 
 
-def _sizing_actions(snapshot: ClusterSnapshot, policy: Policy, fallback: Policy) -> tuple[np.ndarray, list[str | None]]:
-    """The policy's sizing actions, with the fallback's for every row the policy got wrong."""
+def _sizing_proposal(snapshot: ClusterSnapshot, policy: Policy, fallback: Policy) -> tuple[SizingProposal, list[str | None]]:
+    """The policy's proposal, with the fallback's for every workload the policy got wrong."""
     n = len(snapshot.workloads)
     reasons: list[str | None] = [None] * n
     try:
-        actions = np.asarray(policy.size(snapshot))
-        valid = valid_sizing_actions(actions, n)
-        problem = "returned NaN, out-of-range or malformed actions"
+        proposal = policy.size(snapshot)
+        valid = valid_proposal_rows(snapshot, proposal)
+        problem = "proposed NaN, infinite, negative or malformed sizes"
     except Exception as error:  # a policy may fail in any way; the heuristic takes over
-        actions, valid, problem = np.zeros((n, 3)), np.zeros(n, dtype=bool), f"failed: {error}"
+        proposal, valid, problem = None, np.zeros(n, dtype=bool), f"failed: {error}"
     if valid.all():
-        return actions.astype(np.int64), reasons
-    backup = np.asarray(fallback.size(snapshot))
-    if not valid_sizing_actions(backup, n).all():
-        raise InvalidPolicyOutput(f"fallback policy {fallback.info.name} returned invalid sizing actions")
-    merged = np.where(valid[:, None], actions if valid.any() else backup, backup).astype(np.int64)
+        return proposal, reasons
+    backup = fallback.size(snapshot)
+    if not valid_proposal_rows(snapshot, backup).all():
+        raise InvalidPolicyOutput(f"fallback policy {fallback.info.name} proposed invalid sizes")
+    if proposal is None or not valid.any():
+        merged = backup
+    else:
+        bad_containers = ~valid[np.maximum(snapshot.containers.workload_index, 0)]
+        merged = SizingProposal(
+            replicas=np.where(valid, proposal.replicas, backup.replicas),
+            cpu_request_millicores=np.where(bad_containers, backup.cpu_request_millicores,
+                                            proposal.cpu_request_millicores),
+            memory_request_bytes=np.where(bad_containers, backup.memory_request_bytes,
+                                          proposal.memory_request_bytes),
+        )
     for w in np.flatnonzero(~valid):
         reasons[w] = f"policy {policy.info.name} {problem}"
     return merged, reasons
@@ -226,7 +237,7 @@ def plan_sizing(
     config: SafetyConfig,
 ) -> tuple[list[WorkloadDecision], ChurnLedger]:
     """Horizontal and vertical sizing of every workload from one policy step."""
-    actions, fallback_reasons = _sizing_actions(snapshot, policy, fallback)
+    proposal, fallback_reasons = _sizing_proposal(snapshot, policy, fallback)
     workloads, pods, containers, nodes = snapshot.workloads, snapshot.pods, snapshot.containers, snapshot.nodes
     now = snapshot.time_seconds
     decisions = []
@@ -237,7 +248,7 @@ def plan_sizing(
         pod_cpu = containers.cpu_request_millicores[first] if first is not None else 0.0
         pod_memory = containers.memory_request_bytes[first] if first is not None else 0.0
         verdict = bound_replicas(
-            workload=name, current=current, asked=current + REPLICA_DELTAS[actions[w, 0]],
+            workload=name, current=current, asked=int(proposal.replicas[w]),
             minimum=int(workloads.replicas_min[w]), maximum=int(workloads.replicas_max[w]),
             room_for_new_pods=room_for_pods(snapshot, pod_cpu, pod_memory),
             now_seconds=now, ledger=ledger, config=config,
@@ -245,8 +256,7 @@ def plan_sizing(
         remove = tuple(pods.names[p] for p in pods_to_remove(snapshot, w, current - verdict.target))
         container_decisions = []
         may_resize = resize_allowed(workload=name, now_seconds=now, ledger=ledger, config=config)
-        for container_name in dict.fromkeys(containers.names[r] for r in rows):
-            group = rows[[containers.names[r] == container_name for r in rows]]
+        for container_name, group in container_groups(snapshot, w).items():
             r = group[0]
             current_size = ContainerResources(
                 float(containers.cpu_request_millicores[r]), float(containers.cpu_limit_millicores[r]),
@@ -256,7 +266,9 @@ def plan_sizing(
                 container_decisions.append(ContainerDecision(container_name, current_size, current_size,
                                                              f"kept {container_name} (resize cooldown)"))
                 continue
-            asked = decode_resources(current_size, cpu_target, memory_target, int(actions[w, 1]), int(actions[w, 2]))
+            # All pods of a workload share one size per container: the largest ask of the group.
+            asked = with_requests(current_size, float(proposal.cpu_request_millicores[group].max()),
+                                  float(proposal.memory_request_bytes[group].max()))
             on_nodes = pods.node_index[containers.pod_index[group]]
             on_nodes = on_nodes[on_nodes >= 0]
             target, limited_by = bound_resources(

@@ -12,6 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
+from thrifty.actions import SizingProposal
 from thrifty.snapshot import ClusterSnapshot
 
 
@@ -44,5 +45,8 @@ class Policy(Protocol):
         Infeasible nodes may get any score: the safety pipeline masks them.
         """
 
-    def size(self, snapshot: ClusterSnapshot) -> np.ndarray:
-        """(workloads, 3) integer sizing actions, indices into :mod:`thrifty.actions`' tables."""
+    def size(self, snapshot: ClusterSnapshot) -> SizingProposal:
+        """Replica targets and container requests for every workload; current values to keep.
+
+        A discrete-action policy builds this with :func:`thrifty.actions.decode_sizing`.
+        """

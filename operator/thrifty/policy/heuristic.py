@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from thrifty import __version__
-from thrifty.actions import CPU_HEADROOMS, MEMORY_HEADROOMS, REPLICA_DELTAS
+from thrifty.actions import CPU_HEADROOMS, MEMORY_HEADROOMS, REPLICA_DELTAS, SizingProposal, decode_sizing
 from thrifty.policy.base import PolicyInfo
 from thrifty.snapshot import ClusterSnapshot
 
@@ -72,7 +72,11 @@ class HeuristicPolicy:
         score = packing - cfg.standby_penalty * nodes.standby
         return score + cfg.dependency_bonus * dependency_weight_per_node(snapshot, pod)
 
-    def size(self, snapshot: ClusterSnapshot) -> np.ndarray:
+    def size(self, snapshot: ClusterSnapshot) -> SizingProposal:
+        return decode_sizing(snapshot, self.actions(snapshot))
+
+    def actions(self, snapshot: ClusterSnapshot) -> np.ndarray:
+        """(workloads, 3) discrete sizing actions; also the teacher for imitation pre-training."""
         cfg = self.config
         workloads = snapshot.workloads
         n = len(workloads)
