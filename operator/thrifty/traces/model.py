@@ -84,7 +84,8 @@ class PodStream:
     creation_seconds: np.ndarray
     """Arrival time of each pod."""
     deletion_seconds: np.ndarray
-    """Departure time; NaN when the pod never left within the trace."""
+    """Departure time; NaN when the pod never left within the trace. (openb instead gives the
+    pods still running at the end the trace's last timestamp.)"""
     qos: tuple[str, ...]
     """QoS class as recorded in the trace (e.g. LS, BE, Burstable)."""
     scheduled_seconds: np.ndarray | None = None
@@ -113,7 +114,8 @@ class CallGraph:
     service: str
     """The entry service the graph belongs to."""
     nodes: tuple[str, ...]
-    """Microservice names."""
+    """Microservice ids. In the Alibaba/DGG data they are renamed per graph: the same id in two
+    graphs is not the same microservice."""
     source: np.ndarray
     """int64 edge sources (index into ``nodes``)."""
     target: np.ndarray
@@ -121,7 +123,7 @@ class CallGraph:
     weight: np.ndarray
     """Calls per invocation of the graph along the edge."""
     rpc_type: tuple[str, ...]
-    """``rpc``, ``mc`` (memcached) or ``db`` for each edge."""
+    """``rpc``, ``mc`` (memcached), ``db``, ``http`` or ``mq`` for each edge."""
     occurrences: int
     """How often this graph was observed in the trace."""
     node_labels: tuple[str, ...] = ()
