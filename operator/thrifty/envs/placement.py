@@ -132,6 +132,14 @@ class PlacementEnv(gym.Env):
                 break
         return total, info
 
+    def policy_action(self, policy: Policy) -> int:
+        """The node ``policy`` chooses for the pod being placed, after the safety pipeline's
+        feasibility check: the teacher for behaviour cloning."""
+        if self._harness is None or self._pod_row < 0:
+            raise RuntimeError("PlacementEnv.policy_action: no pod to place (call reset)")
+        snapshot = self._harness.simulator.snapshot()
+        return choose_node(snapshot, self._pod_row, policy.score_nodes(snapshot, self._pod_row))
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         episode_seed = int(self.np_random.integers(2**31 - 1))

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import gymnasium as gym
 import numpy as np
 
-from thrifty.actions import SIZING_ACTION_DIMS, SizingProposal, decode_sizing
+from thrifty.actions import KEEP_ACTION, SIZING_ACTION_DIMS, SizingProposal, decode_sizing
 from thrifty.energy import PowerModel
 from thrifty.envs.episode import EpisodeConfig, new_simulator, step_reward
 from thrifty.features import WORKLOAD_FEATURE_NAMES, workload_features
@@ -110,6 +110,23 @@ class SizingEnv(gym.Env):
         mask = np.zeros(self.max_workloads, dtype=np.int8)
         mask[: len(rows)] = 1
         return {"workloads": padded, "mask": mask}
+
+    def current_snapshot(self) -> ClusterSnapshot:
+        """The simulated cluster now, as the operator would observe it."""
+        if self._harness is None:
+            raise RuntimeError("SizingEnv.current_snapshot called before reset")
+        return self._harness.simulator.snapshot()
+
+    def policy_action(self, policy: Policy) -> np.ndarray:
+        """The action a discrete-action policy (one with ``actions(snapshot)``, such as the
+        heuristic) takes now, padded to this env's action shape: the teacher for behaviour
+        cloning."""
+        if self._harness is None:
+            raise RuntimeError("SizingEnv.policy_action called before reset")
+        action = np.tile(KEEP_ACTION, (self.max_workloads, 1))
+        chosen = policy.actions(self.current_snapshot())
+        action[: len(chosen)] = chosen
+        return action.reshape(-1)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)

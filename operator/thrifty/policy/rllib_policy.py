@@ -1,0 +1,72 @@
+"""``--policy-backend rllib``: serve the RLlib module checkpoints of an artefact directly.
+
+Needs ray and torch (the ``train`` extra). It exists to prove, and let users check, that the
+numpy export acts exactly as the trained modules do: both backends read the same features and
+take the greedy action.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from thrifty.actions import SIZING_ACTION_DIMS, SizingProposal, decode_sizing
+from thrifty.energy import PowerModel
+from thrifty.features import node_features, placement_observation, workload_features
+from thrifty.policy.artefact import RLLIB_DIR, load_artefact
+from thrifty.policy.base import PolicyError, PolicyInfo
+from thrifty.policy.network import MASKED_LOGIT, greedy_sizing_actions, snap_ties
+from thrifty.snapshot import ClusterSnapshot
+
+
+class RLlibPolicy:
+    """Greedy actions of the RLlib modules saved in ``<artefact>/rllib/{placement,sizing}``."""
+
+    def __init__(self, directory: str | Path, power_model: PowerModel | None = None) -> None:
+        try:
+            import torch
+            from ray.rllib.core.rl_module.rl_module import RLModule
+        except ImportError as error:
+            raise PolicyError(f"--policy-backend rllib needs ray and torch (pip install 'thrifty[train]'): {error}") from None
+        artefact = load_artefact(directory)
+        self._torch = torch
+        self.modules = {}
+        for task in ("placement", "sizing"):
+            path = Path(directory) / RLLIB_DIR / task
+            try:
+                self.modules[task] = RLModule.from_checkpoint(str(path.resolve()))
+            except Exception as error:  # RLlib raises many kinds on a bad checkpoint
+                raise PolicyError(f"{path}: cannot load the RLlib checkpoint: {error}") from None
+            self.modules[task].eval()
+        self.power = power_model or PowerModel()
+        self.info = PolicyInfo(name=artefact.name, version=artefact.version, backend="rllib",
+                               feature_schema_version=int(artefact.metadata["feature_schema_version"]))
+
+    def _logits(self, task: str, observation: dict[str, np.ndarray]) -> np.ndarray:
+        from ray.rllib.core.columns import Columns
+
+        torch = self._torch
+        batch = {Columns.OBS: {k: torch.as_tensor(v[None], dtype=torch.float32) for k, v in observation.items()}}
+        with torch.no_grad():
+            out = self.modules[task].forward_inference(batch)
+        return out[Columns.ACTION_DIST_INPUTS][0].numpy().astype(float)
+
+    def placement_logits(self, rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """(nodes,) logits for placement rows (the modules score rows, so any node count works)."""
+        logits = self._logits("placement", {"nodes": rows, "mask": mask.astype(np.float32)})
+        return snap_ties(np.where(mask, logits, MASKED_LOGIT))
+
+    def sizing_actions(self, rows: np.ndarray) -> np.ndarray:
+        """(workloads, 3) greedy sizing actions for workload feature rows."""
+        flat = self._logits("sizing", {"workloads": rows, "mask": np.ones(len(rows), dtype=np.float32)})
+        per_workload = flat.reshape(len(rows), sum(SIZING_ACTION_DIMS))
+        return greedy_sizing_actions(tuple(np.split(per_workload, np.cumsum(SIZING_ACTION_DIMS)[:-1], axis=1)))
+
+    def score_nodes(self, snapshot: ClusterSnapshot, pod: int) -> np.ndarray:
+        observation = placement_observation(
+            snapshot, pod, power_model=self.power, node_feature_matrix=node_features(snapshot, self.power))
+        return self.placement_logits(observation["node_rows"], observation["mask"])
+
+    def size(self, snapshot: ClusterSnapshot) -> SizingProposal:
+        return decode_sizing(snapshot, self.sizing_actions(workload_features(snapshot, self.power)))
