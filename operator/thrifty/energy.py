@@ -36,8 +36,11 @@ _UTILISATION_POINTS = np.linspace(0.0, 1.0, 11)
 SPECPOWER_SHAPE = (0.0, 0.18, 0.29, 0.38, 0.46, 0.54, 0.62, 0.70, 0.79, 0.89, 1.0)
 """Default load curve: fraction of (peak - idle) at 0 %, 10 %, ..., 100 % utilisation.
 
-Concave at low load, as in published SPECpower_ssj2008 results for two-socket servers, where the
-first 10 % of load costs far more than a linear model predicts. See docs/models.md."""
+The 11 points are SPECpower_ssj2008's load levels (active idle, then 10 % to 100 % of calibrated
+throughput), so a published result can replace this curve point for point. The default is a
+representative shape, not one server's result: concave at low load, where the first 10 % of load
+costs 18 % of the dynamic range instead of 10 %, then close to linear. It stays within 0.1 of the
+empirical curve ``2u - u**1.4`` of Fan, Weber and Barroso (ISCA 2007). See docs/models.md."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,13 @@ DEFAULT_PROFILES: Mapping[str, PowerProfile] = {
         PowerProfile(name="large", idle_watts=170.0, peak_watts=560.0, standby_watts=15.0),
     )
 }
-"""Default classes by node size: small up to 32 cores, medium up to 64, large above."""
+"""Default classes by node size: small up to 32 cores, medium up to 64, large above.
+
+Assumed whole-server wall power (no GPUs, which Thrifty does not place): peak about 4.5 to 6.5 W
+per core at full load, idle about 30 % of peak (the conservative end for servers with deep
+C-states, so consolidation is not over-rewarded), standby a few watts for suspend or soft-off
+with the BMC powered. Cross-checks against the Cloud Carbon Footprint coefficients are in
+docs/models.md. Defaults only: configure classes from your hardware's SPECpower result."""
 
 
 def power_class_for_cpu(cpu_capacity_millicores: float) -> str:
