@@ -131,19 +131,23 @@ class PowerModel:
         with np.errstate(divide="ignore", invalid="ignore"):
             utilisation = np.where(capacity > 0, usage / capacity, np.where(usage > 0, 1.0, 0.0))
         watts = np.empty(len(nodes))
-        classes = np.asarray(nodes.power_class, dtype=object)
-        for name in set(nodes.power_class):
-            mask = classes == name
+        for name, mask in self._class_masks(nodes):
             profile = self._profile(name)
             watts[mask] = np.where(nodes.standby[mask], profile.standby_watts, profile.watts(utilisation[mask]))
         return watts
 
+    def _class_masks(self, nodes: NodeTable) -> list[tuple[str, np.ndarray]]:
+        """(class name, bool mask of its nodes) for each power class present: per-class vector
+        operations instead of a Python loop over nodes."""
+        classes = np.asarray(nodes.power_class, dtype=object)
+        return [(name, classes == name) for name in set(nodes.power_class)]
+
     def idle_watts(self, nodes: NodeTable) -> np.ndarray:
         """(nodes,) idle power of each node (standby power for a node in standby)."""
         watts = np.empty(len(nodes))
-        for i, name in enumerate(nodes.power_class):
+        for name, mask in self._class_masks(nodes):
             profile = self._profile(name)
-            watts[i] = profile.standby_watts if nodes.standby[i] else profile.idle_watts
+            watts[mask] = np.where(nodes.standby[mask], profile.standby_watts, profile.idle_watts)
         return watts
 
     def pod_watts(
