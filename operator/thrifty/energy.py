@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -106,6 +107,19 @@ def power_class_for_cpu(cpu_capacity_millicores: float) -> str:
     return "large"
 
 
+@lru_cache(maxsize=16)
+def _class_masks(power_class: tuple[str, ...]) -> tuple[tuple[str, np.ndarray], ...]:
+    # Cached on the tuple: snapshots derived from one another share it, and a placement decision
+    # asks for node power several times. The masks are read-only.
+    classes = np.asarray(power_class, dtype=object)
+    masks = []
+    for name in sorted(set(power_class)):
+        mask = classes == name
+        mask.setflags(write=False)
+        masks.append((name, mask))
+    return tuple(masks)
+
+
 @dataclass(frozen=True)
 class PowerModel:
     """Maps a snapshot to node, pod and workload power."""
@@ -136,11 +150,11 @@ class PowerModel:
             watts[mask] = np.where(nodes.standby[mask], profile.standby_watts, profile.watts(utilisation[mask]))
         return watts
 
-    def _class_masks(self, nodes: NodeTable) -> list[tuple[str, np.ndarray]]:
+    @staticmethod
+    def _class_masks(nodes: NodeTable) -> tuple[tuple[str, np.ndarray], ...]:
         """(class name, bool mask of its nodes) for each power class present: per-class vector
         operations instead of a Python loop over nodes."""
-        classes = np.asarray(nodes.power_class, dtype=object)
-        return [(name, classes == name) for name in set(nodes.power_class)]
+        return _class_masks(nodes.power_class)
 
     def idle_watts(self, nodes: NodeTable) -> np.ndarray:
         """(nodes,) idle power of each node (standby power for a node in standby)."""

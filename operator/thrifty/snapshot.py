@@ -34,7 +34,9 @@ NO_WORKLOAD = -1
 def _check_lengths(table: object, names: tuple[str, ...], columns: dict[str, np.ndarray]) -> None:
     n = len(names)
     for column, values in columns.items():
-        if np.shape(values)[:1] != (n,):
+        # len() of a tuple of names, rather than np.shape, which would copy it into an array.
+        rows = (len(values),) if isinstance(values, tuple) else np.shape(values)[:1]
+        if rows != (n,):
             raise ValueError(
                 f"{type(table).__name__}.{column}: expected {n} rows (one per name), "
                 f"got shape {np.shape(values)}"
@@ -77,7 +79,7 @@ class NodeTable:
                 "memory_requested_bytes": self.memory_requested_bytes,
                 "cpu_usage_millicores": self.cpu_usage_millicores,
                 "memory_usage_bytes": self.memory_usage_bytes,
-                "power_class": np.asarray(self.power_class, dtype=object),
+                "power_class": self.power_class,
                 "schedulable": self.schedulable,
                 "standby": self.standby,
             },

@@ -74,7 +74,7 @@ def _read_metadata(path: Path) -> dict:
 def _read_weights(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as archive:
-            weights = {name: archive[name] for name in archive.files}
+            weights = {name: archive[name].astype(np.float32) for name in archive.files}
     except FileNotFoundError:
         raise PolicyError(f"{path}: missing") from None
     except (OSError, ValueError, zipfile.BadZipFile) as error:

@@ -3,9 +3,10 @@
 Three forms, so the trained policy plugs in without any change to the handlers:
 
 * ``heuristic``: :class:`thrifty.policy.heuristic.HeuristicPolicy`, the default;
-* a directory (``policies/<name>/``): a trained policy's artefact, loaded by the backend module
-  for ``backend`` (``numpy``: :mod:`thrifty.policy.numpy_policy`, ``rllib``:
-  :mod:`thrifty.policy.rllib_policy`), each exposing ``load(directory: Path) -> Policy``;
+* a directory (``policies/<name>/``): a trained policy's artefact, served by the backend named
+  by ``backend``: ``numpy`` (:class:`thrifty.policy.numpy_policy.NumpyPolicy`, the exported
+  weights run in numpy) or ``rllib`` (:class:`thrifty.policy.rllib_policy.RLlibPolicy`, the
+  RLlib checkpoint itself, which needs ray and torch);
 * ``module:Class``: any importable class (or factory) whose no-argument call returns a policy.
   Tests use it to inject a broken policy; users can plug in their own.
 
@@ -22,8 +23,10 @@ from thrifty.policy.base import Policy, PolicyError, PolicyInfo
 from thrifty.policy.heuristic import HeuristicPolicy
 
 HEURISTIC = "heuristic"
-BACKENDS = {"numpy": "thrifty.policy.numpy_policy", "rllib": "thrifty.policy.rllib_policy"}
-"""Serving backend name -> module with ``load(directory) -> Policy``."""
+BACKENDS = {"numpy": "thrifty.policy.numpy_policy:NumpyPolicy.load",
+            "rllib": "thrifty.policy.rllib_policy:RLlibPolicy"}
+"""Serving backend -> ``module:callable`` taking the artefact directory, imported only when used
+(so the operator never imports ray or torch unless asked to)."""
 
 
 def _checked(policy: object, origin: str) -> Policy:
@@ -39,22 +42,17 @@ def _checked(policy: object, origin: str) -> Policy:
 def _from_directory(directory: Path, backend: str) -> Policy:
     if backend not in BACKENDS:
         raise PolicyError(f"policy backend {backend!r}: must be one of {', '.join(sorted(BACKENDS))}")
-    module_name = BACKENDS[backend]
+    module_name, _, path = BACKENDS[backend].partition(":")
+    origin = f"policy {str(directory)!r} ({backend} backend)"
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name != module_name:
-            raise PolicyError(f"policy backend {backend!r}: {module_name} needs {error.name!r}, which is not "
-                              "installed") from error
-        raise PolicyError(f"policy {str(directory)!r}: the {backend} backend ({module_name}) is not part of this "
-                          f"version of Thrifty; serve --policy {HEURISTIC} instead") from error
-    try:
-        return _checked(module.load(directory), f"policy {str(directory)!r} ({backend} backend)")
+        loader = importlib.import_module(module_name)
+        for attribute in path.split("."):
+            loader = getattr(loader, attribute)
+        return _checked(loader(directory), origin)
     except PolicyError:
         raise
     except Exception as error:  # an artefact may be broken in any way; say which and how
-        raise PolicyError(f"policy {str(directory)!r} ({backend} backend) could not be loaded: "
-                          f"{type(error).__name__}: {error}") from error
+        raise PolicyError(f"{origin} could not be loaded: {type(error).__name__}: {error}") from error
 
 
 def _from_import(spec: str) -> Policy:

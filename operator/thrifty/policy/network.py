@@ -40,6 +40,8 @@ def _dense(weights: Mapping[str, np.ndarray], prefix: str, x: np.ndarray) -> np.
 
 
 def _trunk(weights: Mapping[str, np.ndarray], prefix: str, layers: int, x: np.ndarray) -> np.ndarray:
+    # float32 as in torch: half the memory traffic, and logits within ~1e-6 of the RLlib module's.
+    x = x.astype(np.float32)
     for i in range(layers):
         x = np.tanh(_dense(weights, f"{prefix}.{2 * i}", x))
     return x
@@ -50,7 +52,7 @@ def placement_logits(
 ) -> np.ndarray:
     """(nodes,) logits of the placement network; :data:`MASKED_LOGIT` where ``mask`` is False."""
     hidden = _trunk(weights, "placement.trunk", layers, normaliser(rows))
-    logits = _dense(weights, "placement.score", hidden)[:, 0]
+    logits = _dense(weights, "placement.score", hidden)[:, 0].astype(float)
     return snap_ties(np.where(mask, logits, MASKED_LOGIT))
 
 
@@ -68,7 +70,7 @@ def sizing_logits(
 ) -> tuple[np.ndarray, ...]:
     """Logits of the three sizing heads, each (workloads, head size)."""
     hidden = _trunk(weights, "sizing.trunk", layers, normaliser(rows))
-    return tuple(_dense(weights, f"sizing.{head}", hidden) for head in SIZING_HEADS)
+    return tuple(_dense(weights, f"sizing.{head}", hidden).astype(float) for head in SIZING_HEADS)
 
 
 def greedy_sizing_actions(logits: tuple[np.ndarray, ...]) -> np.ndarray:
