@@ -10,13 +10,15 @@ export THRIFTY_CACHE ?= $(HOME)/.cache/thrifty
 NODES ?= 4
 CLUSTER ?= thrifty
 
-.PHONY: help venv binaries cluster cluster-down test test-unit test-cluster demo perf bench clean
+.PHONY: help venv binaries cluster cluster-down test test-unit test-cluster demo perf bench bench-long clean
 
 help:
 	@echo "make demo          run Thrifty on a local cluster and print a summary"
 	@echo "make test          the whole test suite (unit + cluster + end-to-end)"
 	@echo "make cluster NODES=N / make cluster-down"
 	@echo "make perf          performance benchmarks (name: value unit)"
+	@echo "make bench         Thrifty against the calibrated baselines, held-out traces (a few minutes)"
+	@echo "make bench-long    the longer benchmark of docs/evaluation.md (about half an hour)"
 
 $(VENV)/.stamp: pyproject.toml
 	@start=$$(date +%s); \
@@ -37,8 +39,32 @@ cluster: binaries
 cluster-down:
 	@hack/cluster.sh down --name $(CLUSTER)
 
+# A few minutes of Thrifty on a local cluster, then a summary (hack/demo.py; DEMO_SECONDS,
+# DEMO_NODES, DEMO_SPEEDUP, KEEP=1).
+demo: venv binaries
+	$(PY) hack/demo.py
+
+# Thrifty's policies against the calibrated baselines in the simulator, on the held-out trace
+# slices (docs/evaluation.md). Results, table and plots go to $(BENCH_OUT)/quick or /long.
+HELDOUT_TRACES := $(sort $(wildcard traces/*/*-heldout.*)) traces/alibaba-openb/nodes.csv.gz
+BENCH_OUT ?= build/bench
+
+bench: venv
+	$(VENV)/bin/thrifty bench $(foreach f,$(HELDOUT_TRACES),--trace $(f)) --out $(BENCH_OUT)/quick --quick
+
+bench-long: venv
+	$(VENV)/bin/thrifty bench $(foreach f,$(HELDOUT_TRACES),--trace $(f)) --out $(BENCH_OUT)/long
+
 test: venv binaries
 	$(PY) -m pytest tests
+
+# Performance figures, one `name: value unit` line each. BLAS single-threaded so the figures
+# measure this code rather than the machine's spare cores.
+perf: venv
+	@OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(PY) hack/perf/sim_bench.py
+	@OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(PY) hack/perf/features_bench.py
+	@OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(PY) hack/perf/policy_bench.py
+	@$(PY) hack/perf/train_bench.py 2>/dev/null | grep -E '^[a-z_]+: '
 
 test-unit: venv
 	$(PY) -m pytest tests/unit

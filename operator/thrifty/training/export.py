@@ -40,6 +40,7 @@ def write_artefact(directory: Path, *, args: dict, results: dict, command: str) 
             "finished_unix_seconds": int(time.time()),
             "seconds": {task: round(result["seconds"], 1) for task, result in results.items()},
             "env_steps": {task: result["env_steps"] for task, result in results.items()},
+            "ppo_env_steps_per_second": {task: round(result["steps_per_second"], 1) for task, result in results.items()},
         },
     }
     (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")

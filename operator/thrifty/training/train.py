@@ -276,6 +276,6 @@ def main(args: Args, command: str) -> Path:
     ray.shutdown()
     write_artefact(artefact_dir, args=dataclasses.asdict(args), results=results, command=command)
     for task, result in results.items():
-        print(f"training_throughput_{task}: {result['steps_per_second']:.1f} env-steps/s (PPO sampling and learning)")
+        print(f"training_throughput_{task}: {result['steps_per_second']:.1f} env-steps/s")
     print(artefact_dir)
     return artefact_dir
