@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ("features",)
+SUBCOMMANDS = ("run", "features", "replay", "bench", "dashboard", "train")
 """Modules under ``thrifty.commands``, in the order ``--help`` lists them."""
 
 

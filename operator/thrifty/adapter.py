@@ -1,0 +1,308 @@
+"""The one module that talks to Kubernetes (and to Prometheus): all of the operator's I/O.
+
+Everything else is pure: :mod:`thrifty.observe` reads the objects fetched here, the core decides,
+:mod:`thrifty.record` words the outcome, and the handlers call these methods to act.
+
+Client choice: ``kubernetes_asyncio``. kopf runs the handlers on one asyncio loop, so an async
+client keeps every call on that loop without a thread pool, and it loads kubeconfig and
+in-cluster credentials (client certificates, tokens, exec plugins with refresh) exactly as
+kubectl does. Its generated methods are bypassed for :meth:`ApiClient.call_api` on plain paths:
+objects stay the API's JSON dicts (what :mod:`thrifty.observe` reads, no model round trip), and
+subresources whose replies the generated models cannot parse (``binding`` answers with a Status)
+work the same way as any other call. The same credentials are handed to kopf through
+:meth:`Kube.connection_info`, so kopf's watches and our calls use one identity.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import kopf
+from kubernetes_asyncio.client import ApiClient, Configuration
+from kubernetes_asyncio.config import load_incluster_config, load_kube_config
+
+from thrifty.actions import ContainerResources
+from thrifty.observe import GROUP, KIND, PLURAL, VERSION, WORKLOAD_LABEL, WorkloadSpec, resource_quantities
+
+REQUEST_TIMEOUT_SECONDS = 30.0
+"""Longest a single API call may take before the step gives up on it."""
+REPORTING_COMPONENT = "thrifty.dev/operator"
+"""``reportingComponent`` of Thrifty's Events (``source.component`` is ``thrifty``)."""
+PEERING_GROUP = "kopf.dev"
+
+
+class KubeError(Exception):
+    """An API call failed; ``status`` is the HTTP status (0 when no answer came)."""
+
+    def __init__(self, operation: str, status: int, message: str) -> None:
+        super().__init__(f"{operation}: HTTP {status}: {message}" if status else f"{operation}: {message}")
+        self.operation = operation
+        self.status = status
+
+
+class MetricsSourceError(Exception):
+    """A metrics source (metrics.k8s.io or Prometheus) did not answer usefully."""
+
+
+def pod_manifest(workload: WorkloadSpec, *, name: str, scheduler_name: str | None,
+                 resources: Mapping[str, ContainerResources]) -> dict:
+    """A pod of ``workload`` from its template.
+
+    Thrifty's label and a controller ownerReference mark the pod as the workload's (garbage
+    collected with it, never adopted by anyone else). ``resources`` overrides the requests and
+    limits of the named containers (the workload's current size); ``scheduler_name`` None keeps
+    the template's own (kube-scheduler's when it sets none).
+    """
+    template = workload.template
+    metadata = dict(template.get("metadata") or {})
+    spec = json.loads(json.dumps(template.get("spec") or {}))  # a deep copy: the template is shared
+    labels = {**(metadata.get("labels") or {}), WORKLOAD_LABEL: workload.name}
+    if scheduler_name:
+        spec["schedulerName"] = scheduler_name
+    for container in spec.get("containers", []):
+        size = resources.get(container["name"])
+        if size is None:
+            continue
+        requests, limits = resource_quantities(size)
+        container["resources"] = {**(container.get("resources") or {}), "requests": requests}
+        if limits:
+            container["resources"]["limits"] = limits
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": workload.namespace,
+            "labels": labels,
+            "annotations": dict(metadata.get("annotations") or {}),
+            "ownerReferences": [{
+                "apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": workload.name, "uid": workload.uid,
+                "controller": True, "blockOwnerDeletion": True,
+            }],
+        },
+        "spec": spec,
+    }
+
+
+class Kube:
+    """Kubernetes API calls, returning the API's JSON as dicts."""
+
+    def __init__(self, client: ApiClient, namespace: str | None) -> None:
+        self._client = client
+        self._namespace = namespace
+        self._instance = socket.gethostname()
+
+    @classmethod
+    async def connect(cls, kubeconfig: str | None, namespace: str | None) -> Kube:
+        """Credentials from ``kubeconfig``, else in-cluster (service account), else
+        ``$KUBECONFIG`` or ``~/.kube/config``. ``namespace`` None watches every namespace."""
+        configuration = Configuration()
+        if kubeconfig:
+            await load_kube_config(config_file=kubeconfig, client_configuration=configuration, persist_config=False)
+        elif "KUBERNETES_SERVICE_HOST" in os.environ:
+            load_incluster_config(client_configuration=configuration)
+        else:
+            await load_kube_config(client_configuration=configuration, persist_config=False)
+        return cls(ApiClient(configuration), namespace)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    def connection_info(self) -> kopf.ConnectionInfo:
+        """The same credentials, for kopf's own watches and patches."""
+        configuration = self._client.configuration
+        scheme, _, token = (configuration.api_key.get("BearerToken") or "").partition(" ")
+        return kopf.ConnectionInfo(
+            server=configuration.host,
+            ca_path=configuration.ssl_ca_cert or None,
+            insecure=not configuration.verify_ssl,
+            certificate_path=configuration.cert_file or None,
+            private_key_path=configuration.key_file or None,
+            scheme=scheme or None,
+            token=token or None,
+            default_namespace=self._namespace,
+        )
+
+    async def _call(self, operation: str, method: str, path: str, *, body: Any = None,
+                    query: Sequence[tuple[str, str]] | None = None,
+                    content_type: str = "application/json") -> dict:
+        try:
+            response = await self._client.call_api(
+                path, method, query_params=list(query or []), body=body,
+                header_params={"Content-Type": content_type, "Accept": "application/json"},
+                auth_settings=["BearerToken"], _preload_content=False, _request_timeout=REQUEST_TIMEOUT_SECONDS,
+            )
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            raise KubeError(operation, 0, f"{type(error).__name__}: {error}") from error
+        try:
+            data = await response.read()
+        finally:
+            response.release()
+        if not 200 <= response.status < 300:
+            try:
+                message = json.loads(data).get("message", "")
+            except (ValueError, AttributeError):
+                message = data.decode(errors="replace")[:500]
+            raise KubeError(operation, response.status, message or response.reason or "")
+        return json.loads(data) if data else {}
+
+    def _scope(self, group_path: str, plural: str) -> str:
+        """Path of a collection in the watched namespace, or across all namespaces."""
+        if self._namespace:
+            return f"{group_path}/namespaces/{quote(self._namespace)}/{plural}"
+        return f"{group_path}/{plural}"
+
+    # --- Reads -----------------------------------------------------------------------------
+
+    async def list_nodes(self) -> list[dict]:
+        return (await self._call("list nodes", "GET", "/api/v1/nodes"))["items"]
+
+    async def list_pods(self) -> list[dict]:
+        """Every pod of the cluster, whatever namespace is watched: their requests fill the nodes,
+        and a capacity check that missed some would overfill them."""
+        return (await self._call("list pods", "GET", "/api/v1/pods"))["items"]
+
+    async def list_workloads(self) -> list[dict]:
+        return (await self._call("list rlworkloads", "GET", self._scope(f"/apis/{GROUP}/{VERSION}", PLURAL)))["items"]
+
+    async def node_metrics(self) -> list[dict]:
+        """NodeMetrics from metrics.k8s.io; raises :class:`MetricsSourceError` when it is down."""
+        return await self._metrics("nodes", "/apis/metrics.k8s.io/v1beta1/nodes")
+
+    async def pod_metrics(self) -> list[dict]:
+        """PodMetrics of every pod (each pod's usage share sets its part of its node's power)."""
+        return await self._metrics("pods", "/apis/metrics.k8s.io/v1beta1/pods")
+
+    async def _metrics(self, what: str, path: str) -> list[dict]:
+        try:
+            return (await self._call(f"metrics.k8s.io {what}", "GET", path))["items"]
+        except KubeError as error:
+            raise MetricsSourceError(str(error)) from error
+
+    # --- Actions -----------------------------------------------------------------------------
+
+    async def create_pod(self, manifest: Mapping) -> dict:
+        namespace = manifest["metadata"]["namespace"]
+        return await self._call(f"create pod {namespace}/{manifest['metadata']['name']}", "POST",
+                                f"/api/v1/namespaces/{quote(namespace)}/pods", body=manifest)
+
+    async def delete_pod(self, namespace: str, name: str, uid: str) -> None:
+        """Delete the pod if it still is the one decided on (UID precondition); gone is fine."""
+        try:
+            await self._call(f"delete pod {namespace}/{name}", "DELETE",
+                             f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}",
+                             body={"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}})
+        except KubeError as error:
+            if error.status != 404:
+                raise
+
+    async def bind_pod(self, namespace: str, name: str, uid: str, node: str) -> None:
+        """Bind through the pod's ``binding`` subresource, as kube-scheduler does."""
+        await self._call(f"bind pod {namespace}/{name} to {node}", "POST",
+                         f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}/binding",
+                         body={"apiVersion": "v1", "kind": "Binding",
+                               "metadata": {"name": name, "namespace": namespace, "uid": uid},
+                               "target": {"apiVersion": "v1", "kind": "Node", "name": node}})
+
+    async def resize_pod(self, namespace: str, name: str, sizes: Mapping[str, ContainerResources]) -> dict:
+        """Resize containers in place through the pod's ``resize`` subresource (no restart).
+
+        Requests and limits are sent together, so the pod's QoS class, which the API server
+        refuses to let a resize change, stays as it is.
+        """
+        containers = []
+        for container, size in sizes.items():
+            requests, limits = resource_quantities(size)
+            resources = {"requests": requests, **({"limits": limits} if limits else {})}
+            containers.append({"name": container, "resources": resources})
+        return await self._call(f"resize pod {namespace}/{name}", "PATCH",
+                                f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}/resize",
+                                body={"spec": {"containers": containers}},
+                                content_type="application/strategic-merge-patch+json")
+
+    async def patch_workload_status(self, namespace: str, name: str, status: Mapping) -> None:
+        await self._call(f"patch status of rlworkload {namespace}/{name}", "PATCH",
+                         f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace)}/{PLURAL}/{quote(name)}/status",
+                         body={"status": status}, content_type="application/merge-patch+json")
+
+    async def post_event(self, involved: Mapping, *, type: str, reason: str, message: str, action: str,
+                         time: str) -> None:
+        """A core/v1 Event on ``involved`` (an API object), shown by ``kubectl describe``."""
+        meta = involved["metadata"]
+        namespace = meta.get("namespace") or "default"
+        await self._call(f"post event {reason} on {namespace}/{meta['name']}", "POST",
+                         f"/api/v1/namespaces/{quote(namespace)}/events", body={
+                             "apiVersion": "v1", "kind": "Event",
+                             "metadata": {"generateName": f"{meta['name']}.", "namespace": namespace},
+                             "involvedObject": {"apiVersion": involved.get("apiVersion", "v1"),
+                                                "kind": involved.get("kind", "Pod"), "name": meta["name"],
+                                                "namespace": namespace, "uid": meta.get("uid")},
+                             "type": type, "reason": reason, "message": message, "action": action,
+                             "source": {"component": "thrifty"},
+                             "reportingComponent": REPORTING_COMPONENT, "reportingInstance": self._instance,
+                             "firstTimestamp": time, "lastTimestamp": time, "count": 1,
+                         })
+
+    async def ensure_peering(self, name: str) -> None:
+        """Create the peering object ``name`` that kopf's peering needs, if missing: a
+        ClusterKopfPeering, or a KopfPeering in the watched namespace.
+
+        Raises :class:`KubeError` naming the fix when the peering CRDs are not installed.
+        """
+        kind = "KopfPeering" if self._namespace else "ClusterKopfPeering"
+        path = self._scope(f"/apis/{PEERING_GROUP}/v1", kind.lower() + "s")
+        metadata = {"name": name, **({"namespace": self._namespace} if self._namespace else {})}
+        try:
+            await self._call(f"create {kind} {name}", "POST", path,
+                             body={"apiVersion": f"{PEERING_GROUP}/v1", "kind": kind, "metadata": metadata})
+        except KubeError as error:
+            if error.status == 409:
+                return
+            if error.status == 404:
+                raise KubeError(f"create {kind} {name}", 404,
+                                f"the {kind} CRD is not installed: kubectl apply -f crds/kopf-peering.yaml, "
+                                "or run with --standalone") from error
+            raise
+
+
+class Prometheus:
+    """Instant PromQL queries (``GET /api/v1/query``)."""
+
+    def __init__(self, url: str, timeout_seconds: float) -> None:
+        self._url = url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def query_seconds(self, query: str) -> float:
+        """The query's value (NaN when it returns no sample); the largest if it returns several,
+        since a p95 latency is judged by its worst series. Raises :class:`MetricsSourceError`."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        try:
+            async with self._session.get(f"{self._url}/api/v1/query", params={"query": query}) as response:
+                payload = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
+            raise MetricsSourceError(f"prometheus {self._url}: {type(error).__name__}: {error}") from error
+        if response.status != 200 or payload.get("status") != "success":
+            raise MetricsSourceError(f"prometheus {self._url}: HTTP {response.status}: "
+                                     f"{payload.get('error', 'query failed')}")
+        data = payload.get("data") or {}
+        result = data.get("result") or []
+        if data.get("resultType") == "scalar":
+            values = [result[1]] if result else []
+        else:
+            values = [series["value"][1] for series in result if "value" in series]
+        numbers = [float(v) for v in values if not math.isnan(float(v))]
+        return max(numbers) if numbers else math.nan
+

@@ -1,0 +1,838 @@
+"""The operator's reconcile steps and the thin kopf handlers that trigger them.
+
+One step, as in the design::
+
+    observe ──► snapshot ──► features ──► policy ──► safety ──► actuate ──► record
+    (adapter)   (observe)    (inside the policy)     (core)     (adapter)   (record, metrics)
+
+Two kinds of step, serialised by one lock so that each acts on a snapshot nobody else is
+changing:
+
+* **Placement** (:meth:`Reconciler.place_pending`): every Pending pod with
+  ``schedulerName: thrifty`` is bound, RLWorkload pod or not. It runs when a pod event shows
+  such a pod (kopf lists every pod when it starts, so this is also the start-up sweep), when a
+  pod is deleted while some pod found no room, and at the start of every sizing step (the
+  periodic sweep).
+* **Sizing** (:meth:`Reconciler.reconcile`): a per-RLWorkload kopf timer. The snapshot covers the
+  whole cluster, so dependencies and capacity count; the core sizes every workload in one policy
+  step, and the step acts on its own workload only. Acting on one workload per timer keeps a
+  failing workload from stalling the others, and kopf pauses the timers by itself when peering
+  finds a higher-priority replica.
+
+Modes. ``Auto`` applies decisions. ``Recommend`` records them (Events, ``status.lastDecisions``
+with outcome Recommended, ``status.recommendedReplicas`` and ``recommendedRequests``) and applies
+nothing, with one exception so that the workload runs at all: it creates pods up to
+``spec.replicas.initial`` (default ``min``, at least 1). Those pods keep the template's
+``schedulerName``, so kube-scheduler places them unless the template names ``thrifty``; where
+Thrifty would have placed each is recorded as a recommendation. Recommend never scales, never
+resizes and never deletes a pod.
+
+Restart safety. Nothing needed for correctness lives only in memory: the pods are counted from
+the API (label and controller ownerReference) before any is created; pod names are the lowest
+free ``<workload>-<n>``, so two replicas racing (or a restarted one repeating a step) collide on a
+name instead of creating duplicates; Pending pods are swept at start-up; the churn ledger is
+seeded from ``status.lastDecisions``. A kill -9 therefore loses at most the usage history, which
+refills, and a few Events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import kopf
+import numpy as np
+
+from thrifty.adapter import Kube, KubeError, MetricsSourceError, Prometheus, pod_manifest
+from thrifty.actions import ContainerResources, container_groups
+from thrifty.core import (
+    ContainerDecision,
+    PlacementDecision,
+    WorkloadDecision,
+    plan_placements,
+    plan_sizing,
+    pods_to_remove,
+)
+from thrifty.energy import PowerModel
+from thrifty.history import UsageHistory
+from thrifty.metrics import Metrics
+from thrifty.observe import (
+    AUTO,
+    GROUP,
+    PLURAL,
+    SCHEDULER_NAME,
+    VERSION,
+    WorkloadSpec,
+    assume_bound,
+    build_snapshot,
+    container_resources,
+    container_usage,
+    is_ready,
+    is_terminating,
+    needs_placement,
+    node_usage,
+    object_key,
+    owns,
+    parse_time,
+    parse_workload,
+    placement_batches,
+)
+from thrifty.policy.base import Policy
+from thrifty.policy.heuristic import HeuristicPolicy
+from thrifty.record import (
+    APPLIED,
+    FAILED,
+    RECOMMENDED,
+    REJECTED,
+    ContainerState,
+    DecisionRecord,
+    EventText,
+    decision_event,
+    fallback_event,
+    format_time,
+    horizontal_record,
+    merge_conditions,
+    merge_last_decisions,
+    metrics_condition,
+    metrics_unavailable_event,
+    placement_record,
+    policy_condition,
+    policy_load_event,
+    ready_condition,
+    sizing_held_event,
+    slo_attainment,
+    slo_condition,
+    vertical_record,
+    workload_status,
+    churn_times,
+)
+from thrifty.reward import workload_rewards
+from thrifty.safety import ChurnLedger, InvalidPolicyOutput, SafetyConfig
+from thrifty.snapshot import ClusterSnapshot
+
+logger = logging.getLogger("thrifty")
+
+METRICS_API, PROMETHEUS = "metrics-api", "prometheus"
+
+
+@dataclass(frozen=True, kw_only=True)
+class OperatorConfig:
+    """Everything ``thrifty run`` is configured with."""
+
+    kubeconfig_path: str | None = None
+    """Kubeconfig file; None: in-cluster credentials, else ``$KUBECONFIG`` or ``~/.kube/config``."""
+    namespace: str | None = None
+    """Namespace whose RLWorkloads and Pending pods Thrifty handles; None: every namespace. Pods
+    of all namespaces are read either way: their requests fill the nodes."""
+    reconcile_interval_seconds: float = 15.0
+    """Seconds between two sizing steps of one RLWorkload (also the usage history's step)."""
+    metrics_port: int = 8000
+    """TCP port of the Prometheus ``/metrics`` endpoint."""
+    metrics_address: str = "0.0.0.0"
+    """Address the ``/metrics`` endpoint listens on."""
+    liveness_endpoint: str | None = None
+    """URL of kopf's health endpoint (``http://0.0.0.0:8080/healthz``); None serves none."""
+    prometheus_url: str | None = None
+    """Base URL of the Prometheus that answers ``spec.slo.latencyQuery``; None: no latency source."""
+    prometheus_timeout_seconds: float = 5.0
+    """Longest wait for one Prometheus query."""
+    policy_spec: str = "heuristic"
+    """``heuristic``, a policy directory, or ``module:Class`` (see :mod:`thrifty.policy.loader`)."""
+    policy_backend: str = "numpy"
+    """Backend that serves a policy directory: ``numpy`` or ``rllib``."""
+    peering_name: str = "thrifty"
+    """Name of the kopf peering object shared by the operator's replicas."""
+    standalone: bool = False
+    """Run without peering (one replica only, or a development run)."""
+    priority: int | None = None
+    """Peering priority; None: the start time in milliseconds, so the newest replica takes over
+    and a replica restarted after a kill -9 does not wait for its dead predecessor to expire."""
+    history_window_samples: int = 60
+    """Usage samples kept per container (one per reconcile interval)."""
+    last_decisions_limit: int = 10
+    """Entries kept in ``status.lastDecisions`` (at most 20)."""
+    slo_window_steps: int = 40
+    """Recent sizing steps over which ``status.sloAttainment`` is computed."""
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+    """Bounds, step limits and cooldowns applied to every policy output."""
+
+    def __post_init__(self) -> None:
+        def fail(name: str, problem: str) -> None:
+            raise ValueError(f"OperatorConfig.{name}: {problem}")
+
+        for name in ("reconcile_interval_seconds", "prometheus_timeout_seconds"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                fail(name, f"must be finite and > 0, got {value!r}")
+        if not 1 <= self.metrics_port <= 65535:
+            fail("metrics_port", f"must be a TCP port (1 to 65535), got {self.metrics_port!r}")
+        if self.history_window_samples < 1:
+            fail("history_window_samples", f"must be >= 1, got {self.history_window_samples!r}")
+        if not 1 <= self.last_decisions_limit <= 20:
+            fail("last_decisions_limit", f"must lie in [1, 20] (the CRD's maxItems), got {self.last_decisions_limit!r}")
+        if self.slo_window_steps < 1:
+            fail("slo_window_steps", f"must be >= 1, got {self.slo_window_steps!r}")
+        if self.prometheus_url is not None and not self.prometheus_url.startswith(("http://", "https://")):
+            fail("prometheus_url", f"must start with http:// or https://, got {self.prometheus_url!r}")
+
+
+@dataclass
+class Observation:
+    """What one step read from the API and the metrics sources."""
+
+    time_seconds: float
+    nodes: list[dict]
+    pods: list[dict]
+    """Kept up to date (:meth:`put`) as the step binds, creates and resizes pods."""
+    workloads: list[WorkloadSpec]
+    objects: dict[str, dict]
+    """RLWorkload objects by key (for Events)."""
+    node_usage: dict[str, tuple[float, float]]
+    container_usage: dict[tuple[str, str], tuple[float, float]]
+    latency_seconds: dict[str, float]
+    source_errors: dict[str, list[str]]
+    """Per workload key: why its usage or latency is unknown (empty when both are fine)."""
+
+    def __post_init__(self) -> None:
+        self._rows = {object_key(p): i for i, p in enumerate(self.pods)}
+
+    def workload(self, key: str) -> WorkloadSpec | None:
+        return next((w for w in self.workloads if w.key == key), None)
+
+    def pod(self, key: str) -> dict | None:
+        row = self._rows.get(key)
+        return None if row is None else self.pods[row]
+
+    def put(self, pod: dict) -> None:
+        """Add a pod the step created, or replace one with the API's newer version of it."""
+        key = object_key(pod)
+        if key in self._rows:
+            self.pods[self._rows[key]] = pod
+        else:
+            self._rows[key] = len(self.pods)
+            self.pods.append(pod)
+
+
+@dataclass
+class _Memory:
+    """What the operator remembers about one workload between its steps (all rebuildable)."""
+
+    slo_met: deque
+    last_step_seconds: float | None = None
+    energy_joules_total: float = 0.0
+    announced: set[str] = field(default_factory=set)
+    """One-off warnings already posted (policy load failure, the current metrics outage)."""
+    last_recommendation: object = None
+
+
+@dataclass
+class _Applied:
+    """What a step did to its workload."""
+
+    created: int = 0
+    deleted: int = 0
+    resized_pods: int = 0
+    records: list[DecisionRecord] = field(default_factory=list)
+    resize_events: list[tuple[dict, EventText]] = field(default_factory=list)
+    """Events to post on the pods that were resized."""
+    sizes: dict[str, ContainerResources] = field(default_factory=dict)
+    """Container sizes of the pods the step creates."""
+
+
+def _workload_event_object(obj: Mapping) -> dict:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "RLWorkload", "metadata": obj["metadata"]}
+
+
+def _pod_event_object(pod: Mapping) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": pod["metadata"]}
+
+
+def initial_sizes(workload: WorkloadSpec) -> dict[str, ContainerResources]:
+    """Sizes of the first pods: the template's, with the named requests moved into the spec's
+    bounds (and a limit raised to its request if that moved it above)."""
+    sizes = {}
+    for container in (workload.template.get("spec") or {}).get("containers", []):
+        bounds = workload.container_bounds.get(container["name"])
+        if bounds is None:
+            continue
+        size = container_resources(container)
+        cpu = float(np.clip(size.cpu_request_millicores, np.nan_to_num(bounds.cpu_min_millicores, nan=0.0),
+                            np.nan_to_num(bounds.cpu_max_millicores, nan=np.inf)))
+        memory = float(np.clip(size.memory_request_bytes, np.nan_to_num(bounds.memory_min_bytes, nan=0.0),
+                               np.nan_to_num(bounds.memory_max_bytes, nan=np.inf)))
+        sizes[container["name"]] = ContainerResources(cpu, max(size.cpu_limit_millicores, cpu),
+                                                      memory, max(size.memory_limit_bytes, memory))
+    return sizes
+
+
+def free_pod_names(workload: WorkloadSpec, pods: Iterable[Mapping], count: int) -> list[str]:
+    """The ``count`` lowest free names ``<workload>-<n>`` in the workload's namespace.
+
+    Deterministic on purpose: two operators (or one repeating a step after a restart) that
+    decide the same scale-out pick the same names, and the API server refuses the duplicate.
+    """
+    taken = {p["metadata"]["name"] for p in pods if p["metadata"].get("namespace") == workload.namespace}
+    names, index = [], 0
+    while len(names) < count:
+        candidate = f"{workload.name}-{index}"
+        if candidate not in taken:
+            names.append(candidate)
+        index += 1
+    return names
+
+
+def hold(snapshot: ClusterSnapshot, workload: int, why: str) -> WorkloadDecision:
+    """The decision when sizing cannot be trusted (a metrics source is down, no policy gave a
+    valid answer): no sizing change, except bringing the replica count back into ``[min, max]``,
+    which needs no measurement."""
+    workloads, containers = snapshot.workloads, snapshot.containers
+    current = int(workloads.replicas[workload])
+    target = int(np.clip(current, workloads.replicas_min[workload], workloads.replicas_max[workload]))
+    verb = f"scaled {current}\u2192{target}: restoring spec.replicas bounds" if target != current \
+        else f"kept {current} replicas"
+    kept = []
+    for name, rows in container_groups(snapshot, workload).items():
+        r = rows[0]
+        size = ContainerResources(
+            float(containers.cpu_request_millicores[r]), float(containers.cpu_limit_millicores[r]),
+            float(containers.memory_request_bytes[r]), float(containers.memory_limit_bytes[r]))
+        kept.append(ContainerDecision(name, size, size, f"kept {name} ({why})"))
+    return WorkloadDecision(
+        workload=workloads.names[workload], replicas_from=current, replicas_to=target,
+        remove_pods=tuple(snapshot.pods.names[p] for p in pods_to_remove(snapshot, workload, current - target)),
+        containers=tuple(kept), horizontal_reason=f"{verb} ({why})",
+    )
+
+
+def start_with_initial(decision: WorkloadDecision, workload: WorkloadSpec) -> WorkloadDecision:
+    """The first step of a new workload starts it at ``spec.replicas.initial``."""
+    if decision.replicas_from >= workload.replicas_initial:
+        return decision
+    return dataclasses.replace(
+        decision, replicas_to=workload.replicas_initial, remove_pods=(),
+        horizontal_reason=f"scaled {decision.replicas_from}\u2192{workload.replicas_initial}: "
+                          "initial replicas (spec.replicas.initial)",
+    )
+
+
+class Reconciler:
+    """The operator's state and its two steps; see the module docstring."""
+
+    def __init__(self, *, config: OperatorConfig, kube: Kube, prometheus: Prometheus | None, metrics: Metrics,
+                 policy: Policy, policy_error: str | None, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.kube = kube
+        self.prometheus = prometheus
+        self.metrics = metrics
+        self.policy = policy
+        self.policy_error = policy_error
+        self.fallback = HeuristicPolicy()
+        self.clock = clock
+        self.power = PowerModel()
+        self.history = UsageHistory(window_samples=config.history_window_samples,
+                                    step_seconds=config.reconcile_interval_seconds)
+        self.ledger = ChurnLedger()
+        self._seeded: set[str] = set()
+        self._memory: dict[str, _Memory] = {}
+        self._lock = asyncio.Lock()
+        self._placement_queued = False
+        self._unplaced: set[str] = set()
+        """Pods the last sweep found no room for; a pod deletion may make room."""
+        self._energy_time: float | None = None
+
+    # --- Observe -------------------------------------------------------------------------------
+
+    async def _observe(self, latency_of: str | None = None) -> Observation:
+        """Read the cluster and the metrics sources; ``latency_of`` names the workload whose
+        latency query runs (the one being sized: only its decision is acted on)."""
+        now = self.clock()
+        nodes, pods, objects = await asyncio.gather(self.kube.list_nodes(), self.kube.list_pods(),
+                                                    self.kube.list_workloads())
+        workloads = []
+        for obj in objects:
+            try:
+                workloads.append(parse_workload(obj))
+            except ValueError as error:  # the CRD's schema should prevent it; skip, do not stop the others
+                logger.warning("ignoring RLWorkload %s: %s", object_key(obj), error)
+        errors: dict[str, list[str]] = {w.key: [] for w in workloads}
+        usage_nodes, usage_containers = {}, {}
+        try:
+            node_items, pod_items = await asyncio.gather(self.kube.node_metrics(), self.kube.pod_metrics())
+            usage_nodes, usage_containers = node_usage(node_items), container_usage(pod_items)
+            self.metrics.set_source(METRICS_API, up=True)
+        except MetricsSourceError as error:
+            self.metrics.set_source(METRICS_API, up=False)
+            for problems in errors.values():
+                problems.append(f"usage unknown: {error}")
+        self.history.record(now, usage_containers)
+        latency = {}
+        query = next((w.latency_query for w in workloads if w.key == latency_of), None)
+        if query and self.prometheus is None:
+            errors[latency_of].append("latency unknown: spec.slo.latencyQuery is set but the operator runs "
+                                      "without --prometheus-url")
+        elif query:
+            try:
+                latency[latency_of] = await self.prometheus.query_seconds(query)
+                self.metrics.set_source(PROMETHEUS, up=True)
+            except MetricsSourceError as error:
+                self.metrics.set_source(PROMETHEUS, up=False)
+                errors[latency_of].append(f"latency unknown: {error}")
+        return Observation(now, nodes, pods, workloads, {object_key(o): o for o in objects}, usage_nodes,
+                           usage_containers, latency, errors)
+
+    def _snapshot(self, obs: Observation, **kwargs) -> ClusterSnapshot:
+        return build_snapshot(time_seconds=obs.time_seconds, nodes=obs.nodes, pods=obs.pods,
+                              workloads=obs.workloads, history=self.history, node_usage_now=obs.node_usage,
+                              container_usage_now=obs.container_usage, latency_seconds=obs.latency_seconds,
+                              **kwargs)
+
+    def _account_energy(self, snapshot: ClusterSnapshot) -> None:
+        """Node and cluster power now, and their energy since the last observation. A gap longer
+        than two intervals (paused by peering, API down) is counted as two: what was not
+        observed is not made up."""
+        now = snapshot.time_seconds
+        elapsed = 0.0 if self._energy_time is None else min(max(now - self._energy_time, 0.0),
+                                                              2 * self.config.reconcile_interval_seconds)
+        self._energy_time = now
+        watts = self.power.node_watts(snapshot.nodes)
+        self.metrics.set_node_power(dict(zip(snapshot.nodes.names, watts.tolist())), elapsed)
+
+    # --- Events ----------------------------------------------------------------------------------
+
+    async def _post(self, involved: Mapping, event: EventText, action: str) -> None:
+        """Post an Event; failing to explain must not stop the step, so errors are logged."""
+        try:
+            await self.kube.post_event(involved, type=event.type, reason=event.reason, message=event.message,
+                                       action=action, time=format_time(self.clock()))
+        except KubeError as error:
+            logger.warning("could not post event %s: %s", event.reason, error)
+
+    # --- Placement -------------------------------------------------------------------------------
+
+    async def place_pending(self) -> None:
+        """A placement sweep on its own (from a pod event). Sweeps requested while one waits for
+        the lock are merged into it."""
+        if self._placement_queued:
+            return
+        self._placement_queued = True
+        async with self._lock:
+            self._placement_queued = False
+            started = time.perf_counter()
+            try:
+                obs = await self._observe()
+                self._account_energy(self._snapshot(obs))
+                records = await self._place(obs)
+                await self._write_placements(obs, records)
+            except KubeError as error:
+                logger.warning("placement sweep failed, retried on the next event or step: %s", error)
+            self.metrics.step_duration.labels("placement").observe(time.perf_counter() - started)
+
+    def pod_event_needs_sweep(self, event_type: str | None, pod: Mapping) -> bool:
+        """A pod to place, or a deleted pod that may have made room for one that found none."""
+        if event_type == "DELETED":
+            self._unplaced.discard(object_key(pod))
+            return bool(self._unplaced)
+        return needs_placement(pod)
+
+    async def _place(self, obs: Observation) -> dict[str, list[DecisionRecord]]:
+        """Bind every Pending thrifty pod; returns the records per workload key.
+
+        Pods are planned in batches of equal constraints (nodeSelector, required node affinity,
+        tolerations), each on a snapshot where the nodes the batch may not use are unschedulable;
+        each batch sees the bindings of the batches before it.
+        """
+        pending = [object_key(p) for p in obs.pods if needs_placement(p) and self._watched(p)]
+        records: dict[str, list[DecisionRecord]] = {}
+        unplaced = set()
+        for batch in placement_batches(obs.pods, pending):
+            members = set(batch)
+            snapshot = self._snapshot(obs, include_pending=lambda p: object_key(p) in members,
+                                      placing=obs.pod(batch[0]))
+            started = time.perf_counter()
+            decisions, _ = plan_placements(snapshot, self.policy, self.fallback)
+            self.metrics.decision_duration.labels("placement").observe(time.perf_counter() - started)
+            for decision in decisions:
+                pod = obs.pod(decision.pod)
+                owner = self._owner(obs, pod)
+                if decision.fallback:
+                    self.metrics.count_fallback("placement")
+                    await self._post(_pod_event_object(pod), fallback_event(decision.fallback), "Place")
+                record = await self._bind(obs, pod, decision)
+                if record is None:
+                    continue
+                if record.outcome == REJECTED:
+                    unplaced.add(decision.pod)
+                    if decision.pod in self._unplaced:
+                        continue  # said already; the pod's FailedScheduling Event stands
+                self.metrics.count_decision(record.kind, record.outcome)
+                await self._post(_pod_event_object(pod), decision_event(record, on_pod=True), "Bind")
+                if owner is not None:
+                    records.setdefault(owner.key, []).append(record)
+                    await self._post(_workload_event_object(obs.objects[owner.key]), decision_event(record), "Bind")
+        self._unplaced = unplaced
+        return records
+
+    async def _bind(self, obs: Observation, pod: dict, decision: PlacementDecision) -> DecisionRecord | None:
+        """Bind one pod as decided; None when someone else bound or deleted it meanwhile."""
+        now = obs.time_seconds
+        if decision.node is None:
+            return placement_record(decision, outcome=REJECTED, time_seconds=now)
+        meta = pod["metadata"]
+        try:
+            await self.kube.bind_pod(meta["namespace"], meta["name"], meta["uid"], decision.node)
+        except KubeError as error:
+            if error.status in (404, 409):  # deleted, or bound by another scheduler: nothing to do
+                logger.info("pod %s not bound: %s", decision.pod, error)
+                return None
+            return placement_record(decision, outcome=FAILED, time_seconds=now, error=str(error))
+        obs.put(assume_bound(pod, decision.node))
+        created = parse_time(meta.get("creationTimestamp"))
+        if math.isfinite(created):
+            self.metrics.placement_latency.observe(max(self.clock() - created, 0.0))
+        return placement_record(decision, outcome=APPLIED, time_seconds=now)
+
+    def _watched(self, pod: Mapping) -> bool:
+        """In the watched namespace (the pod list covers the whole cluster, for capacity)."""
+        return self.config.namespace is None or pod["metadata"].get("namespace") == self.config.namespace
+
+    @staticmethod
+    def _owner(obs: Observation, pod: Mapping) -> WorkloadSpec | None:
+        return next((w for w in obs.workloads if owns(w, pod)), None)
+
+    async def _write_placements(self, obs: Observation, records: Mapping[str, list[DecisionRecord]],
+                                skip: str | None = None) -> None:
+        """Add placement records to ``status.lastDecisions`` of the workloads they concern."""
+        for key, entries in records.items():
+            workload = obs.workload(key)
+            if key == skip or workload is None:
+                continue
+            decisions = merge_last_decisions(workload.status.get("lastDecisions") or [], entries,
+                                             self.config.last_decisions_limit)
+            try:
+                await self.kube.patch_workload_status(workload.namespace, workload.name, {"lastDecisions": decisions})
+            except KubeError as error:
+                logger.warning("could not record placements of %s: %s", key, error)
+
+    # --- Sizing ----------------------------------------------------------------------------------
+
+    def forget(self, key: str) -> None:
+        """A workload was deleted: drop what is remembered about it and its metric series."""
+        self._memory.pop(key, None)
+        self._seeded.discard(key)
+        # A workload created again under the same name starts without the old cooldowns.
+        self.ledger = ChurnLedger(*({k: t for k, t in times.items() if k != key} for times in (
+            self.ledger.last_scale_out, self.ledger.last_scale_in, self.ledger.last_resize)))
+        self.metrics.forget_workload(key)
+
+    def _memory_of(self, workload: WorkloadSpec) -> _Memory:
+        if workload.key not in self._memory:
+            self._memory[workload.key] = _Memory(
+                slo_met=deque(maxlen=self.config.slo_window_steps),
+                energy_joules_total=float(workload.status.get("energyJoulesTotal") or 0.0))
+        return self._memory[workload.key]
+
+    def _seed_ledger(self, workload: WorkloadSpec) -> None:
+        """After a restart, cooldowns continue from the times recorded in the status."""
+        if workload.key in self._seeded:
+            return
+        self._seeded.add(workload.key)
+        scale_out, scale_in, resize = churn_times(workload.status)
+        ledger = self.ledger
+        self.ledger = ChurnLedger(
+            {**ledger.last_scale_out, **({workload.key: scale_out} if scale_out is not None else {})},
+            {**ledger.last_scale_in, **({workload.key: scale_in} if scale_in is not None else {})},
+            {**ledger.last_resize, **({workload.key: resize} if resize is not None else {})},
+        )
+
+    async def reconcile(self, namespace: str, name: str, stopped: object = False) -> None:
+        """One sizing step of the workload ``namespace/name`` (its kopf timer).
+
+        ``stopped`` turns truthy when kopf stops the timer (shutdown, peering pause, deletion): a
+        step that was waiting for the lock then gives up instead of running late.
+        """
+        key = f"{namespace}/{name}"
+        async with self._lock:
+            if stopped:
+                return
+            started = time.perf_counter()
+            try:
+                obs = await self._observe(latency_of=key)
+                workload = obs.workload(key)
+                if workload is None:
+                    return
+                placements = await self._place(obs)
+                await self._write_placements(obs, placements, skip=key)
+                await self._size(obs, workload, placements.get(key, []))
+            except KubeError as error:
+                # The API answered badly (or not at all): the next interval repeats the step from
+                # what the API says then, which is safe after any partial step.
+                logger.warning("sizing step of %s stopped, repeated next interval: %s", key, error)
+            self.metrics.step_duration.labels("sizing").observe(time.perf_counter() - started)
+
+    async def _size(self, obs: Observation, workload: WorkloadSpec, placements: list[DecisionRecord]) -> None:
+        self._seed_ledger(workload)
+        memory = self._memory_of(workload)
+        snapshot = self._snapshot(obs)
+        self._account_energy(snapshot)
+        row = snapshot.workloads.names.index(workload.key)
+        errors = obs.source_errors.get(workload.key, [])
+        started = time.perf_counter()
+        unsized = None
+        try:
+            decision = plan_sizing(snapshot, self.policy, self.fallback, self.ledger, self.config.safety)[0][row]
+        except InvalidPolicyOutput as error:
+            # Not even the heuristic gave a valid answer: hold the size, keep the bounds, say so.
+            logger.error("sizing of %s held: %s", workload.key, error)
+            self.metrics.count_fallback("sizing")
+            unsized = str(error)
+            decision = hold(snapshot, row, "no valid sizing decision")
+        self.metrics.decision_duration.labels("sizing").observe(time.perf_counter() - started)
+        if errors:
+            decision = hold(snapshot, row, "metrics source down")
+        elif decision.fallback:
+            self.metrics.count_fallback("sizing")
+        first_step = "replicas" not in workload.status
+        obj = obs.objects[workload.key]
+        if workload.mode == AUTO:
+            if first_step:
+                decision = start_with_initial(decision, workload)
+            applied = await self._apply(obs, workload, snapshot, decision)
+        else:
+            applied = await self._recommend(obs, workload, decision, memory)
+        for record in applied.records:
+            self.metrics.count_decision(record.kind, record.outcome)
+            await self._post(_workload_event_object(obj), decision_event(record), record.kind)
+        for pod, event in applied.resize_events:
+            await self._post(_pod_event_object(pod), event, "Resize")
+        # Warnings that would repeat every step are posted when they start or change; the
+        # thrifty_policy_fallbacks_total counter still counts every step.
+        fallback = f"fallback:{decision.fallback or unsized}" if decision.fallback or unsized else None
+        if unsized and fallback not in memory.announced:
+            await self._post(_workload_event_object(obj), sizing_held_event(unsized), "Size")
+        if decision.fallback and fallback not in memory.announced:
+            await self._post(_workload_event_object(obj), fallback_event(decision.fallback), "Size")
+        if self.policy_error and "policy-load" not in memory.announced:
+            memory.announced.add("policy-load")
+            await self._post(_workload_event_object(obj), policy_load_event(self.policy_error), "LoadPolicy")
+        outage = "; ".join(errors)
+        if errors and f"outage:{outage}" not in memory.announced:
+            await self._post(_workload_event_object(obj), metrics_unavailable_event(errors), "Observe")
+        memory.announced = {a for a in memory.announced if not a.startswith(("outage:", "fallback:"))} | (
+            {f"outage:{outage}"} if errors else set()) | ({fallback} if fallback else set())
+        await self._write_status(obs, workload, snapshot, row, decision, applied, placements, memory)
+
+    async def _apply(self, obs: Observation, workload: WorkloadSpec, snapshot: ClusterSnapshot,
+                     decision: WorkloadDecision) -> _Applied:
+        """Auto mode: carry the decision out, each action recorded with its outcome."""
+        now = obs.time_seconds
+        applied = _Applied(sizes={c.name: c.target for c in decision.containers} or initial_sizes(workload))
+        errors = []
+        change = decision.replicas_to - decision.replicas_from
+        scheduler = (workload.template.get("spec") or {}).get("schedulerName") or SCHEDULER_NAME
+        for name in free_pod_names(workload, obs.pods, max(change, 0)):
+            manifest = pod_manifest(workload, name=name, scheduler_name=scheduler, resources=applied.sizes)
+            try:
+                obs.put(await self.kube.create_pod(manifest))
+                applied.created += 1
+            except KubeError as error:
+                if error.status != 409:  # 409: a peer (or this step before a restart) made it already
+                    errors.append(str(error))
+        for pod_key in decision.remove_pods:
+            pod = obs.pod(pod_key)
+            if pod is None:
+                continue
+            try:
+                await self.kube.delete_pod(pod["metadata"]["namespace"], pod["metadata"]["name"],
+                                           pod["metadata"]["uid"])
+                applied.deleted += 1
+            except KubeError as error:
+                errors.append(str(error))
+        if change:
+            outcome = FAILED if errors else APPLIED
+            applied.records.append(horizontal_record(decision, outcome=outcome, time_seconds=now,
+                                                     error="; ".join(errors)))
+        await self._resize(obs, workload, snapshot, decision, applied)
+        self.ledger = self.ledger.record(workload=workload.key, time_seconds=now,
+                                         scaled_by=applied.created - applied.deleted,
+                                         resized=applied.resized_pods > 0)
+        return applied
+
+    async def _resize(self, obs: Observation, workload: WorkloadSpec, snapshot: ClusterSnapshot,
+                      decision: WorkloadDecision, applied: _Applied) -> None:
+        """Bring every bound pod of the workload to the decided container sizes, in place.
+
+        Pods that lag behind (a resize that failed, a pod created before a resize) are brought
+        along even when the decision itself keeps the size. A pod whose node has no room for its
+        growth is left as it is (the core checked the first pod's node; the others may differ).
+        """
+        nodes = snapshot.nodes
+        free = dict(zip(nodes.names, zip(nodes.cpu_free_millicores.tolist(), nodes.memory_free_bytes.tolist())))
+        removed = set(decision.remove_pods)
+        outcome: dict[str, list[str]] = {c.name: [] for c in decision.containers}
+        skipped: dict[str, int] = {c.name: 0 for c in decision.containers}
+        for pod in list(obs.pods):
+            node = pod["spec"].get("nodeName")
+            if not owns(workload, pod) or is_terminating(pod) or not node or object_key(pod) in removed:
+                continue
+            current = {c["name"]: container_resources(c) for c in pod["spec"]["containers"]}
+            sizes = {c.name: c.target for c in decision.containers
+                     if c.name in current and current[c.name] != c.target}
+            if not sizes:
+                continue
+            grow_cpu = sum(s.cpu_request_millicores - current[n].cpu_request_millicores for n, s in sizes.items())
+            grow_memory = sum(s.memory_request_bytes - current[n].memory_request_bytes for n, s in sizes.items())
+            cpu_free, memory_free = free.get(node, (0.0, 0.0))
+            if grow_cpu > cpu_free or grow_memory > memory_free:
+                for name in sizes:
+                    skipped[name] += 1
+                continue
+            try:
+                resized = await self.kube.resize_pod(pod["metadata"]["namespace"], pod["metadata"]["name"], sizes)
+            except KubeError as error:
+                for name in sizes:
+                    outcome[name].append(str(error))
+                continue
+            free[node] = (cpu_free - grow_cpu, memory_free - grow_memory)
+            obs.put(resized)
+            applied.resized_pods += 1
+            for name, size in sizes.items():
+                change = next(c for c in decision.containers if c.name == name)
+                reason = change.reason if change.changed else f"brought {name} to the workload's size"
+                record = vertical_record(dataclasses.replace(change, current=current[name], reason=reason),
+                                         outcome=APPLIED, time_seconds=obs.time_seconds)
+                applied.resize_events.append((resized, decision_event(record, on_pod=True)))
+        for change in decision.containers:
+            if not change.changed:
+                continue
+            errors = outcome[change.name]
+            if errors:
+                result, error = FAILED, "; ".join(errors)
+            elif skipped[change.name]:
+                result, error = REJECTED, f"{skipped[change.name]} pods' nodes have no room to grow"
+            else:
+                result, error = APPLIED, ""
+            applied.records.append(vertical_record(change, outcome=result, time_seconds=obs.time_seconds,
+                                                   error=error))
+
+    async def _recommend(self, obs: Observation, workload: WorkloadSpec, decision: WorkloadDecision,
+                         memory: _Memory) -> _Applied:
+        """Recommend mode: record what Auto would do; only start the workload (see module docs)."""
+        now = obs.time_seconds
+        applied = _Applied()
+        current = decision.replicas_from
+        if current < workload.replicas_initial:
+            created = []
+            for name in free_pod_names(workload, obs.pods, workload.replicas_initial - current):
+                # The template's own schedulerName: kube-scheduler places them unless it names thrifty.
+                manifest = pod_manifest(workload, name=name, scheduler_name=None, resources={})
+                try:
+                    created.append(await self.kube.create_pod(manifest))
+                except KubeError as error:
+                    logger.warning("could not start %s: %s", workload.key, error)
+            for pod in created:
+                obs.put(pod)
+            applied.created = len(created)
+            applied.records.extend(self._placement_recommendations(obs, created))
+            if created:
+                return applied  # the decision was taken before they existed; the next step's counts
+        wanted = (decision.replicas_to, tuple((c.name, c.target) for c in decision.containers if c.changed))
+        if wanted == memory.last_recommendation:
+            return applied  # recorded already; a recommendation is repeated only when it changes
+        memory.last_recommendation = wanted
+        if decision.replicas_to != current:
+            applied.records.append(horizontal_record(decision, outcome=RECOMMENDED, time_seconds=now))
+        applied.records.extend(vertical_record(c, outcome=RECOMMENDED, time_seconds=now)
+                               for c in decision.containers if c.changed)
+        return applied
+
+    def _placement_recommendations(self, obs: Observation, created: Sequence[dict]) -> list[DecisionRecord]:
+        """Where Thrifty would have placed the pods that kube-scheduler places in Recommend mode."""
+        others = [p for p in created if not needs_placement(p)]
+        if not others:
+            return []
+        keys = {object_key(p) for p in others}
+        snapshot = self._snapshot(obs, include_pending=lambda p: object_key(p) in keys, placing=others[0])
+        decisions, _ = plan_placements(snapshot, self.policy, self.fallback)
+        return [placement_record(d, outcome=RECOMMENDED, time_seconds=obs.time_seconds) for d in decisions]
+
+    async def _write_status(self, obs: Observation, workload: WorkloadSpec, snapshot: ClusterSnapshot, row: int,
+                            decision: WorkloadDecision, applied: _Applied, placements: list[DecisionRecord],
+                            memory: _Memory) -> None:
+        now = obs.time_seconds
+        elapsed = 0.0 if memory.last_step_seconds is None else max(now - memory.last_step_seconds, 0.0)
+        memory.last_step_seconds = now
+        watts = float(self.power.workload_watts(snapshot)[row])
+        memory.energy_joules_total += watts * elapsed
+        latency = float(snapshot.workloads.latency_p95_seconds[row])
+        if math.isfinite(latency):
+            memory.slo_met.append(latency <= workload.slo_latency_p95_seconds)
+        attainment = slo_attainment(memory.slo_met)
+        ooms = float(snapshot.containers.oom_kills_total[snapshot.containers.workload_index == row].sum())
+        reward = float(workload_rewards(
+            watts=np.array([watts]), latency_p95_seconds=np.array([latency]),
+            slo_latency_p95_seconds=np.array([workload.slo_latency_p95_seconds]),
+            energy_weight=np.array([workload.energy_weight]), oom_kills=np.array([ooms]),
+            throttled_fraction=np.array([np.nan]), evictions=np.array([0.0]),
+            churn=np.array([applied.created + applied.deleted + applied.resized_pods], dtype=float),
+        ).reward[0])
+        replicas = decision.replicas_from + applied.created - applied.deleted
+        pods = sorted((p for p in obs.pods if owns(workload, p) and not is_terminating(p)
+                       and object_key(p) not in decision.remove_pods),
+                      key=lambda p: (parse_time(p["metadata"].get("creationTimestamp")), object_key(p)))
+        ready = sum(1 for p in pods if is_ready(p))
+        now_sizes = {c["name"]: container_resources(c) for c in pods[0]["spec"]["containers"]} if pods else {}
+        containers = [ContainerState(c.name, now_sizes.get(c.name, c.current), c.target)
+                      for c in decision.containers if c.name in workload.container_bounds]
+        conditions = merge_conditions(
+            workload.status.get("conditions") or [],
+            [ready_condition(replicas=replicas, ready_replicas=ready, minimum=workload.replicas_min,
+                             maximum=workload.replicas_max),
+             policy_condition(self.policy.info, self.policy_error),
+             metrics_condition(obs.source_errors.get(workload.key, [])),
+             slo_condition(latency, workload.slo_latency_p95_seconds)],
+            generation=workload.generation, time_seconds=now)
+        status = workload_status(
+            generation=workload.generation, replicas=replicas, ready_replicas=ready,
+            recommended_replicas=decision.replicas_to, containers=containers, energy_watts=watts,
+            energy_joules_total=memory.energy_joules_total, reward=reward, latency_p95_seconds=latency,
+            slo_attainment_fraction=attainment,
+            last_decisions=merge_last_decisions(workload.status.get("lastDecisions") or [],
+                                                [*placements, *applied.records], self.config.last_decisions_limit),
+            policy=self.policy.info, policy_fallback=bool(self.policy_error or decision.fallback),
+            conditions=conditions)
+        self.metrics.set_workload(workload.key, watts=watts, elapsed_seconds=elapsed, replicas=replicas,
+                                  reward=reward, latency_p95_seconds=latency, slo_attainment=attainment)
+        self.metrics.set_container_requests(workload.key, {
+            c.name: (c.current.cpu_request_millicores / 1000.0, c.current.memory_request_bytes) for c in containers})
+        await self.kube.patch_workload_status(workload.namespace, workload.name, status)
+
+
+def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
+    """The kopf handlers: each parses what kopf hands over and calls the reconciler."""
+    interval = reconciler.config.reconcile_interval_seconds
+
+    @kopf.on.login(registry=registry)
+    def login(**_: object) -> kopf.ConnectionInfo:
+        return reconciler.kube.connection_info()
+
+    # backoff: a step that failed (the API was briefly away) is retried one interval later, not
+    # after kopf's default minute.
+    @kopf.timer(GROUP, VERSION, PLURAL, id="reconcile", interval=interval, backoff=interval, registry=registry)
+    async def reconcile(namespace: str, name: str, stopped: kopf.DaemonStopped, **_: object) -> None:
+        await reconciler.reconcile(namespace, name, stopped=stopped)
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, id="forget", registry=registry)
+    def forget(event: Mapping, namespace: str, name: str, **_: object) -> None:
+        if event.get("type") == "DELETED":
+            reconciler.forget(f"{namespace}/{name}")
+
+    @kopf.on.event("", "v1", "pods", id="place", registry=registry)
+    async def place(event: Mapping, body: Mapping, **_: object) -> None:
+        if reconciler.pod_event_needs_sweep(event.get("type"), body):
+            await reconciler.place_pending()

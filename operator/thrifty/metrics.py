@@ -1,0 +1,170 @@
+"""The operator's Prometheus metrics, on a registry owned by one :class:`Metrics` object.
+
+Every name starts with ``thrifty_``, uses base units (seconds, watts, joules, ratios in 0..1)
+and, for counters, ends in ``_total``. Labels are bounded: ``node`` (the cluster's nodes),
+``workload`` (``namespace/name`` of an RLWorkload), ``container`` (a container of its template),
+``kind``, ``outcome``, ``step``, ``source``.
+Never a pod name: pods come and go, and each would leave a series behind.
+
+A workload's series are removed when it is deleted (:meth:`Metrics.forget_workload`), and a
+node's when it leaves the cluster (:meth:`Metrics.set_node_power`), so label sets stay bounded
+over time too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+    start_http_server,
+)
+
+from thrifty.policy.base import PolicyInfo
+
+DECISION_KINDS = ("placement", "horizontal", "vertical")
+OUTCOMES = ("applied", "recommended", "rejected", "failed")
+FALLBACK_KINDS = ("load", "placement", "sizing")
+SOURCES = ("metrics-api", "prometheus")
+
+DECISION_BUCKETS_SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+"""The pure core's time for one step: sub-millisecond for a few pods, up to seconds at scale."""
+STEP_BUCKETS_SECONDS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+"""A whole reconcile step, API round trips included."""
+PLACEMENT_LATENCY_BUCKETS_SECONDS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+"""From a pod's creation to its binding, what a user waits for."""
+
+
+class Metrics:
+    """All collectors of one operator, on their own registry (a fresh one per test)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        # No `*_created` series: they would double the series of every counter and histogram,
+        # and Prometheus does not need them to compute rates. (A process-wide switch.)
+        disable_created_metrics()
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.reward = Gauge("thrifty_reward", "Reward of the workload's last step (higher is better).",
+                            ["workload"], registry=r)
+        self.node_power = Gauge("thrifty_node_power_watts", "Estimated power draw of the node.", ["node"], registry=r)
+        self.node_energy = Counter("thrifty_node_energy_joules_total", "Estimated energy used by the node.",
+                                   ["node"], registry=r)
+        self.workload_power = Gauge("thrifty_workload_power_watts",
+                                    "Power attributed to the workload's pods (CPU share of their nodes' power).",
+                                    ["workload"], registry=r)
+        self.workload_energy = Counter("thrifty_workload_energy_joules_total",
+                                       "Energy attributed to the workload's pods.", ["workload"], registry=r)
+        self.cluster_power = Gauge("thrifty_cluster_power_watts", "Estimated power draw of all nodes.", registry=r)
+        self.cluster_energy = Counter("thrifty_cluster_energy_joules_total", "Estimated energy used by all nodes.",
+                                      registry=r)
+        self.decisions = Counter("thrifty_decisions_total", "Decisions recorded, by kind and outcome.",
+                                 ["kind", "outcome"], registry=r)
+        self.decision_duration = Histogram("thrifty_decision_duration_seconds",
+                                           "Time of the pure decision core (policy and safety) for one step.",
+                                           ["step"], buckets=DECISION_BUCKETS_SECONDS, registry=r)
+        self.step_duration = Histogram("thrifty_step_duration_seconds",
+                                       "Time of a whole reconcile step: observe, decide, act and record.",
+                                       ["step"], buckets=STEP_BUCKETS_SECONDS, registry=r)
+        self.placement_latency = Histogram("thrifty_placement_latency_seconds",
+                                           "Time from a pod's creation to Thrifty binding it.",
+                                           buckets=PLACEMENT_LATENCY_BUCKETS_SECONDS, registry=r)
+        self.slo_attainment = Gauge("thrifty_slo_attainment_ratio",
+                                    "Fraction of recent steps whose p95 latency met the SLO.", ["workload"], registry=r)
+        self.latency = Gauge("thrifty_latency_p95_seconds", "Observed p95 latency of the workload.",
+                             ["workload"], registry=r)
+        self.replicas = Gauge("thrifty_workload_replicas", "Pods the workload has.", ["workload"], registry=r)
+        self.cpu_request = Gauge("thrifty_workload_cpu_request_cores",
+                                 "CPU request of each sized container of the workload's pods.",
+                                 ["workload", "container"], registry=r)
+        self.memory_request = Gauge("thrifty_workload_memory_request_bytes",
+                                    "Memory request of each sized container of the workload's pods.",
+                                    ["workload", "container"], registry=r)
+        self.policy = Info("thrifty_policy", "The policy serving decisions.", registry=r)
+        self.fallbacks = Counter("thrifty_policy_fallbacks_total",
+                                 "Times the heuristic decided because the policy failed to load or to decide.",
+                                 ["kind"], registry=r)
+        self.source_up = Gauge("thrifty_metrics_source_up", "1 if the metrics source answered its last query.",
+                               ["source"], registry=r)
+        self.source_errors = Counter("thrifty_metrics_source_errors_total", "Failed queries to a metrics source.",
+                                     ["source"], registry=r)
+        # Zero-valued series exist from the start, so rate() and alerts see them before the first event.
+        for kind in DECISION_KINDS:
+            for outcome in OUTCOMES:
+                self.decisions.labels(kind, outcome)
+        for kind in FALLBACK_KINDS:
+            self.fallbacks.labels(kind)
+        for source in SOURCES:
+            self.source_errors.labels(source)
+        self._nodes: set[str] = set()
+        self._containers: dict[str, set[str]] = {}
+
+    def serve(self, port: int, address: str = "0.0.0.0") -> None:
+        """Serve ``/metrics`` over HTTP on a daemon thread (raises OSError if the port is taken)."""
+        start_http_server(port, addr=address, registry=self.registry)
+
+    def set_policy(self, info: PolicyInfo) -> None:
+        self.policy.info({"name": info.name, "version": info.version, "backend": info.backend})
+
+    def count_decision(self, kind: str, outcome: str) -> None:
+        """``kind`` and ``outcome`` as in ``status.lastDecisions`` (any case)."""
+        self.decisions.labels(kind.lower(), outcome.lower()).inc()
+
+    def count_fallback(self, kind: str) -> None:
+        self.fallbacks.labels(kind).inc()
+
+    def set_source(self, source: str, *, up: bool) -> None:
+        self.source_up.labels(source).set(1.0 if up else 0.0)
+        if not up:
+            self.source_errors.labels(source).inc()
+
+    def set_node_power(self, watts: Mapping[str, float], elapsed_seconds: float) -> None:
+        """Node and cluster power now, and the energy used over the ``elapsed_seconds`` before."""
+        for gone in self._nodes - watts.keys():
+            self.node_power.remove(gone)
+            self.node_energy.remove(gone)
+        self._nodes = set(watts)
+        for node, value in watts.items():
+            self.node_power.labels(node).set(value)
+            self.node_energy.labels(node).inc(value * elapsed_seconds)
+        total = sum(watts.values())
+        self.cluster_power.set(total)
+        self.cluster_energy.inc(total * elapsed_seconds)
+
+    def set_workload(self, workload: str, *, watts: float, elapsed_seconds: float, replicas: int,
+                     reward: float, latency_p95_seconds: float, slo_attainment: float | None) -> None:
+        """The workload's figures after one sizing step; unknown figures (NaN, None) are left out."""
+        self.workload_power.labels(workload).set(watts)
+        self.workload_energy.labels(workload).inc(watts * elapsed_seconds)
+        self.replicas.labels(workload).set(replicas)
+        if reward == reward:
+            self.reward.labels(workload).set(reward)
+        if latency_p95_seconds == latency_p95_seconds:
+            self.latency.labels(workload).set(latency_p95_seconds)
+        if slo_attainment is not None:
+            self.slo_attainment.labels(workload).set(slo_attainment)
+
+    def set_container_requests(self, workload: str, requests: Mapping[str, tuple[float, float]]) -> None:
+        """``{container: (cpu cores, memory bytes)}`` of the workload's sized containers now."""
+        for gone in self._containers.get(workload, set()) - requests.keys():
+            self.cpu_request.remove(workload, gone)
+            self.memory_request.remove(workload, gone)
+        self._containers[workload] = set(requests)
+        for container, (cores, memory) in requests.items():
+            self.cpu_request.labels(workload, container).set(cores)
+            self.memory_request.labels(workload, container).set(memory)
+
+    def forget_workload(self, workload: str) -> None:
+        """Drop a deleted workload's series."""
+        for metric in (self.reward, self.workload_power, self.workload_energy, self.slo_attainment,
+                       self.latency, self.replicas):
+            try:
+                metric.remove(workload)
+            except KeyError:
+                pass
+        self.set_container_requests(workload, {})
+        del self._containers[workload]

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: custom policies and the operator process fixture."""
