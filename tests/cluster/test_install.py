@@ -1,0 +1,237 @@
+"""Installing Thrifty as a user does (`kubectl apply --server-side -f crds/`, then
+`kubectl apply -k manifests/`), and the operator doing its whole job with nothing but the
+permissions of its own ServiceAccount.
+
+No image can be built here, so the operator runs as a local process, but as the Deployment
+runs it: the installed Deployment's own args, watching the whole cluster, authenticated with a
+token of the `thrifty` ServiceAccount (TokenRequest, as the kubelet mounts it in the pod), so
+every call it and kopf make goes through the ClusterRole of manifests/rbac.yaml.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, Cluster
+from tests.support.operator import (
+    THRIFTY,
+    Kubectl,
+    Operator,
+    create_namespace,
+    free_port,
+    install_crds,
+    rlworkload,
+    wait_for,
+)
+
+MANIFESTS = REPO / "manifests"
+NAMESPACE = "thrifty-system"
+SERVICE_ACCOUNT = "thrifty"
+IDENTITY = f"system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}"
+IMAGE_POLICIES = "/opt/thrifty/policies"
+"""Where the Dockerfile puts policies/; the local run reads them from the checkout."""
+
+GRANTED = {
+    "rlworkloads.thrifty.dev": {"list", "watch", "patch"},
+    "rlworkloads.thrifty.dev/status": {"patch"},
+    "pods": {"list", "watch", "create", "delete"},
+    "pods/binding": {"create"},
+    "pods/resize": {"patch"},
+    "nodes": {"list"},
+    "nodes.metrics.k8s.io": {"list"},
+    "pods.metrics.k8s.io": {"list"},
+    "events": {"create"},
+    "clusterkopfpeerings.kopf.dev": {"create", "list", "watch", "patch"},
+    "customresourcedefinitions.apiextensions.k8s.io": {"list", "watch"},
+}
+"""Everything the ServiceAccount may do beyond what any authenticated identity may (see
+manifests/rbac.yaml for why each is needed)."""
+
+DENIED = [
+    ("get", "secrets"), ("list", "secrets"), ("get", "configmaps"), ("list", "configmaps"),
+    ("patch", "nodes"), ("update", "nodes"), ("delete", "nodes"), ("create", "nodes"),
+    ("update", "pods"), ("patch", "pods"), ("deletecollection", "pods"),
+    ("create", "deployments.apps"), ("delete", "rlworkloads.thrifty.dev"), ("update", "rlworkloads.thrifty.dev"),
+    ("create", "rlworkloads.thrifty.dev"), ("update", "rlworkloads.thrifty.dev/status"),
+    ("patch", "events"), ("create", "serviceaccounts/token"), ("impersonate", "users"),
+    ("bind", "clusterroles.rbac.authorization.k8s.io"), ("escalate", "clusterroles.rbac.authorization.k8s.io"),
+    ("create", "pods/exec"), ("create", "pods/eviction"), ("delete", "customresourcedefinitions.apiextensions.k8s.io"),
+]
+"""A sample of what an identity that binds and deletes pods must never be able to do besides."""
+
+FAST = ["--interval-seconds=1", "--scale-out-cooldown-seconds=0", "--scale-in-cooldown-seconds=1",
+        "--resize-cooldown-seconds=1"]
+"""Seconds instead of the Deployment's defaults (15 s steps, minutes of cooldown)."""
+
+CAN_I_ROW = re.compile(r"^(\S+)\s+\[(.*?)\]\s+\[(.*?)\]\s+\[(.*?)\]$")
+
+
+def install(cluster: Cluster) -> None:
+    """What README's "Install on a cluster" says, minus the samples."""
+    install_crds(cluster)
+    proc = cluster.kubectl("apply", "--server-side", "-k", str(MANIFESTS), check=False)
+    assert proc.returncode == 0 and not proc.stderr.strip(), (
+        f"kubectl apply --server-side -k manifests/ failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
+
+
+def uninstall(cluster: Cluster) -> None:
+    """`kubectl delete -k manifests/`, waiting until the namespace is gone so a later install works."""
+    cluster.kubectl("delete", "-k", str(MANIFESTS), "--ignore-not-found", "--wait", "--timeout=100s", check=False)
+
+
+def service_account_kubeconfig(cluster: Cluster, path: Path) -> Path:
+    """A kubeconfig that authenticates as the ServiceAccount (a 1-hour token) to the same server."""
+    token = cluster.kubectl("create", "token", SERVICE_ACCOUNT, "-n", NAMESPACE, "--duration=1h").stdout.strip()
+    admin = yaml.safe_load(Path(cluster.kubeconfig).read_text())
+    context = next(c["context"] for c in admin["contexts"] if c["name"] == admin["current-context"])
+    server = next(c for c in admin["clusters"] if c["name"] == context["cluster"])
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "thrifty",
+        "clusters": [server],
+        "users": [{"name": IDENTITY, "user": {"token": token}}],
+        "contexts": [{"name": "thrifty", "context": {"cluster": server["name"], "user": IDENTITY}}],
+    }))
+    path.chmod(0o600)
+    return path
+
+
+def deployment_args(cluster: Cluster) -> list[str]:
+    """The installed Deployment's container args, its image paths mapped to the checkout."""
+    deployment = json.loads(cluster.kubectl("get", "deployment", "thrifty", "-n", NAMESPACE, "-o", "json").stdout)
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    return [arg.replace(IMAGE_POLICIES, str(REPO / "policies")) for arg in container["args"]]
+
+
+class InstalledOperator(Operator):
+    """``thrifty run`` with the Deployment's args and the ServiceAccount's identity. Later flags
+    win in argparse: ``extra_args`` move the ports to free ones on loopback and shorten the
+    intervals so that the test takes seconds."""
+
+    def __init__(self, cluster: Cluster, *, kubeconfig: Path, log_path: Path, extra_args: list[str]) -> None:
+        # The base class's args (one namespace, the test policy) are replaced: this one runs as
+        # installed, over the whole cluster.
+        super().__init__(cluster, namespace=NAMESPACE, log_path=log_path)
+        self.health_port = free_port()
+        self.args = [
+            str(THRIFTY), "run", *deployment_args(cluster), "--kubeconfig", str(kubeconfig),
+            f"--metrics-port={self.metrics_port}", "--metrics-address=127.0.0.1",
+            f"--liveness=http://127.0.0.1:{self.health_port}/healthz", *extra_args,
+        ]
+
+    def healthz(self) -> int:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=5) as response:
+            return response.status
+
+    def denials(self) -> list[str]:
+        """Log lines where the API server refused the ServiceAccount something (Thrifty's own
+        calls name the user; kopf says "Not enough permissions" and carries on without)."""
+        return [line for line in self.log_path.read_text(errors="replace").splitlines()
+                if (IDENTITY in line and "cannot" in line) or "Not enough permissions" in line]
+
+
+@pytest.fixture(scope="module")
+def installed(cluster: Cluster) -> Cluster:
+    install(cluster)
+    yield cluster
+    uninstall(cluster)
+
+
+@pytest.fixture(scope="module")
+def operator(installed: Cluster, tmp_path_factory: pytest.TempPathFactory) -> InstalledOperator:
+    tmp = tmp_path_factory.mktemp("install")
+    op = InstalledOperator(installed, kubeconfig=service_account_kubeconfig(installed, tmp / "thrifty.kubeconfig"),
+                           log_path=tmp / "thrifty-run.log", extra_args=FAST)
+    op.start()
+    yield op
+    op.stop()
+
+
+def _can_i_rows(cluster: Cluster, user: str) -> set[str]:
+    listing = cluster.kubectl("auth", "can-i", "--list", f"--as={user}").stdout
+    return {" ".join(line.split()) for line in listing.splitlines()[1:] if line.strip()}
+
+
+def test_manifests_install_on_a_bare_cluster(installed: Cluster) -> None:
+    """Both replicas are admitted under the namespace's restricted Pod Security Standard and run."""
+    proc = installed.kubectl("rollout", "status", "deployment/thrifty", "-n", NAMESPACE, "--timeout=90s", check=False)
+    events = installed.kubectl("get", "events", "-n", NAMESPACE, check=False).stdout
+    assert proc.returncode == 0, f"the Deployment did not roll out:\n{proc.stdout}{proc.stderr}\n{events}"
+    pods = json.loads(installed.kubectl("get", "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/name=thrifty",
+                                        "-o", "json").stdout)["items"]
+    assert len(pods) == 2
+    assert {p["spec"]["serviceAccountName"] for p in pods} == {SERVICE_ACCOUNT}
+    service = json.loads(installed.kubectl("get", "service", "thrifty-metrics", "-n", NAMESPACE, "-o", "json").stdout)
+    assert [(p["name"], p["port"]) for p in service["spec"]["ports"]] == [("metrics", 8000)]
+
+
+def test_service_account_has_exactly_the_granted_permissions(installed: Cluster) -> None:
+    """What the ServiceAccount may do, minus what an identity with no binding may do, is GRANTED."""
+    baseline = _can_i_rows(installed, f"system:serviceaccount:{NAMESPACE}:nobody")
+    granted = {}
+    for row in _can_i_rows(installed, IDENTITY) - baseline:
+        match = CAN_I_ROW.match(row)
+        assert match and not match.group(2) and not match.group(3), f"unexpected rule: {row}"
+        granted.setdefault(match.group(1), set()).update(match.group(4).split())
+    assert granted == GRANTED
+
+
+@pytest.mark.parametrize(("verb", "resource"), DENIED)
+def test_service_account_is_denied(installed: Cluster, verb: str, resource: str) -> None:
+    resource, _, subresource = resource.partition("/")
+    args = ["auth", "can-i", verb, resource, f"--as={IDENTITY}", "--all-namespaces"]
+    proc = installed.kubectl(*args, *([f"--subresource={subresource}"] if subresource else []), check=False)
+    assert proc.stdout.strip() == "no", f"kubectl {' '.join(args)}: {proc.stdout.strip()} {proc.stderr.strip()}"
+
+
+def test_operator_does_its_whole_job_as_its_service_account(operator: InstalledOperator) -> None:
+    """Place (binding), resize in place, scale out and in (create, delete), write status, post
+    Events, keep its peering alive and read metrics-server: all without a single denial."""
+    cluster = operator.cluster
+    namespace = create_namespace(cluster, "thrifty-install")
+    k = Kubectl(cluster, namespace)
+    try:
+        pinned = [{"name": "app", "cpu": {"min": "100m", "max": "100m"}}]
+        k.apply(rlworkload("web", replicas={"min": 2, "max": 2}, bounds=pinned))
+        placed = wait_for("2 pods of web created and bound by Thrifty", lambda: len(p := k.pods_of("web")) == 2 and all(
+            x["spec"].get("nodeName") for x in p) and p, diagnose=operator.log_tail)
+        assert {p["spec"]["schedulerName"] for p in placed} == {"thrifty"}
+        uids = {p["metadata"]["uid"] for p in placed}
+
+        # Raising the CPU minimum above the pods' request: the safety bounds resize them in place.
+        k.patch("rlw", "web", {"spec": {"containers": [{"name": "app", "cpu": {"min": "150m", "max": "1"}}]}})
+        wait_for("both pods resized in place to 150m", lambda: [
+            p["spec"]["containers"][0]["resources"]["requests"]["cpu"] for p in k.pods_of("web")] == ["150m", "150m"],
+            diagnose=operator.log_tail)
+        assert {p["metadata"]["uid"] for p in k.pods_of("web")} == uids, "a pod was recreated instead of resized"
+
+        k.patch("rlw", "web", {"spec": {"replicas": {"min": 3, "max": 3}}})
+        wait_for("a third pod, bound", lambda: len(p := k.pods_of("web")) == 3 and all(
+            x["spec"].get("nodeName") for x in p), diagnose=operator.log_tail)
+        k.patch("rlw", "web", {"spec": {"replicas": {"min": 1, "max": 1}}})
+        wait_for("scale-in to 1 pod", lambda: len(k.pods_of("web")) == 1, diagnose=operator.log_tail)
+
+        status = wait_for("status of the last step", lambda: (w := k.get("rlw", "web")).get("status", {}).get(
+            "replicas") == 1 and w["status"].get("observedGeneration") == w["metadata"]["generation"] and w["status"],
+            diagnose=operator.log_tail)
+        kinds = {(d["kind"], d["outcome"]) for d in status["lastDecisions"]}
+        assert {("Placement", "Applied"), ("Vertical", "Applied"), ("Horizontal", "Applied")} <= kinds, kinds
+        reasons = {e["reason"] for e in k.events("web", "RLWorkload")}
+        assert {"Placed", "Resized", "Scaled"} <= reasons, reasons
+        assert any(e["source"].get("component") == "thrifty" and e["reason"] == "Scheduled"
+                   for e in k.items("events") if e["involvedObject"]["kind"] == "Pod"), "no Scheduled Event on a pod"
+    finally:
+        # The RLWorkload carries kopf's finalizer: the operator, still running, releases it.
+        cluster.kubectl("delete", "namespace", namespace, "--wait", "--timeout=60s", check=False)
+
+    assert operator.sample("thrifty_metrics_source_up", source="metrics-api") == 1.0, (
+        "the ServiceAccount cannot read metrics.k8s.io: " + operator.log_tail())
+    peering = json.loads(cluster.kubectl("get", "clusterkopfpeering", "thrifty", "-o", "json").stdout)
+    assert peering.get("status"), "no keep-alive in the ClusterKopfPeering: peering is not running"
+    assert operator.healthz() == 200
+    assert not operator.denials(), "the API server denied the ServiceAccount:\n" + "\n".join(operator.denials())
