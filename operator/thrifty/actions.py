@@ -77,7 +77,7 @@ def keep_proposal(snapshot: ClusterSnapshot) -> SizingProposal:
 def valid_proposal_rows(snapshot: ClusterSnapshot, proposal: object) -> np.ndarray:
     """bool (workloads,): the workloads whose part of ``proposal`` is well formed.
 
-    Replicas must be finite and integral; requests finite and positive. A proposal of the wrong
+    Replicas must be finite, integral and >= 0; requests finite and >= 0. A proposal of the wrong
     type or shape is broken for every workload.
     """
     n, c = len(snapshot.workloads), len(snapshot.containers)
@@ -90,7 +90,8 @@ def valid_proposal_rows(snapshot: ClusterSnapshot, proposal: object) -> np.ndarr
     if replicas.shape != (n,) or cpu.shape != (c,) or memory.shape != (c,):
         return np.zeros(n, dtype=bool)
     valid = np.isfinite(replicas) & (replicas == np.round(replicas)) & (replicas >= 0)
-    bad_container = ~(np.isfinite(cpu) & (cpu > 0) & np.isfinite(memory) & (memory > 0))
+    # A request of 0 is valid: a container without one (BestEffort, or a sidecar) keeps none.
+    bad_container = ~(np.isfinite(cpu) & (cpu >= 0) & np.isfinite(memory) & (memory >= 0))
     owners = snapshot.containers.workload_index[bad_container]
     valid[owners[owners >= 0]] = False
     return valid
@@ -176,7 +177,8 @@ def decode_sizing(snapshot: ClusterSnapshot, actions: np.ndarray) -> SizingPropo
     actions = actions.astype(np.int64)
     proposal = keep_proposal(snapshot)
     deltas = np.asarray(REPLICA_DELTAS)[actions[:, 0]]
-    proposal.replicas[:] = snapshot.workloads.replicas + deltas
+    # A workload with no pod yet cannot lose one: the count stops at 0.
+    proposal.replicas[:] = np.maximum(snapshot.workloads.replicas + deltas, 0)
     for w in range(len(snapshot.workloads)):
         cpu_headroom = CPU_HEADROOMS[actions[w, 1]]
         memory_headroom = MEMORY_HEADROOMS[actions[w, 2]]

@@ -198,6 +198,27 @@ def _container_reason(name: str, current: ContainerResources, target: ContainerR
     return f"resized {name}: " + ", ".join(parts) + suffix
 
 
+def _growth_room(room: np.ndarray, row_nodes: np.ndarray, row_requests: np.ndarray, current: float) -> float:
+    """How far ``current`` may grow when every row (one pod each) takes the new size.
+
+    On a node holding k of the rows, k * size - (their current requests) must fit in its room,
+    so size <= (room + their requests) / k; the tightest node decides. Inf with no bound row.
+    """
+    if len(row_nodes) == 0:
+        return np.inf
+    n = len(room)
+    k = np.bincount(row_nodes, minlength=n)
+    held = np.bincount(row_nodes, weights=row_requests, minlength=n)
+    there = k > 0
+    return float(((room[there] + held[there]) / k[there]).min() - current)
+
+
+def _spend(room: np.ndarray, row_nodes: np.ndarray, growth: np.ndarray) -> None:
+    """Take each node's net growth out of its room (a shrink frees nothing until applied)."""
+    net = np.bincount(row_nodes, weights=growth, minlength=len(room))
+    room -= np.maximum(net, 0.0)
+
+
 def _sizing_proposal(snapshot: ClusterSnapshot, policy: Policy, fallback: Policy) -> tuple[SizingProposal, list[str | None]]:
     """The policy's proposal, with the fallback's for every workload the policy got wrong."""
     n = len(snapshot.workloads)
@@ -241,6 +262,10 @@ def plan_sizing(
     workloads, pods, containers, nodes = snapshot.workloads, snapshot.pods, snapshot.containers, snapshot.nodes
     now = snapshot.time_seconds
     decisions = []
+    # Room left on each node for growth, spent as resizes are decided: every pod of a workload
+    # grows, and all workloads of the step draw on the same room.
+    cpu_room = np.maximum(nodes.cpu_free_millicores, 0.0)
+    memory_room = np.maximum(nodes.memory_free_bytes, 0.0)
     for w, name in enumerate(workloads.names):
         current = int(workloads.replicas[w])
         rows = np.flatnonzero(containers.workload_index == w)
@@ -269,16 +294,25 @@ def plan_sizing(
             # All pods of a workload share one size per container: the largest ask of the group.
             asked = with_requests(current_size, float(proposal.cpu_request_millicores[group].max()),
                                   float(proposal.memory_request_bytes[group].max()))
-            on_nodes = pods.node_index[containers.pod_index[group]]
-            on_nodes = on_nodes[on_nodes >= 0]
+            row_nodes = pods.node_index[containers.pod_index[group]]
+            placed = row_nodes >= 0
             target, limited_by = bound_resources(
                 current=current_size, asked=asked,
                 bounds=ResourceBounds(float(containers.cpu_min_millicores[r]), float(containers.cpu_max_millicores[r]),
                                       float(containers.memory_min_bytes[r]), float(containers.memory_max_bytes[r])),
-                node_cpu_free_millicores=float(nodes.cpu_free_millicores[on_nodes].min()) if len(on_nodes) else np.inf,
-                node_memory_free_bytes=float(nodes.memory_free_bytes[on_nodes].min()) if len(on_nodes) else np.inf,
+                node_cpu_free_millicores=_growth_room(cpu_room, row_nodes[placed],
+                                                      containers.cpu_request_millicores[group][placed],
+                                                      current_size.cpu_request_millicores),
+                node_memory_free_bytes=_growth_room(memory_room, row_nodes[placed],
+                                                    containers.memory_request_bytes[group][placed],
+                                                    current_size.memory_request_bytes),
                 config=config,
             )
+            if target != current_size:
+                _spend(cpu_room, row_nodes[placed], target.cpu_request_millicores
+                       - containers.cpu_request_millicores[group][placed])
+                _spend(memory_room, row_nodes[placed], target.memory_request_bytes
+                       - containers.memory_request_bytes[group][placed])
             container_decisions.append(ContainerDecision(
                 container_name, current_size, target,
                 _container_reason(container_name, current_size, target, cpu_target, memory_target, limited_by)))

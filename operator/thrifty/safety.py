@@ -176,7 +176,13 @@ class ResourceBounds:
 
 
 def _bound_one(current: float, asked: float, lower: float, upper: float, config: SafetyConfig) -> tuple[float, str | None]:
-    """One request through step limit, bounds and hysteresis. Bounds win over the step limit."""
+    """One request through step limit, bounds and hysteresis. Bounds win over the step limit.
+
+    A request of 0 stays 0: setting one would change the pod's QoS class, which an in-place
+    resize may not do (the API server refuses it).
+    """
+    if current <= 0:
+        return current, None
     limited_by = None
     value = asked
     if current > 0:
@@ -212,9 +218,12 @@ def bound_resources(
                                     memory_lower, bounds.memory_max_bytes, config)
     limited_by = cpu_why or memory_why
     if cpu - current.cpu_request_millicores > node_cpu_free_millicores:
-        cpu, limited_by = current.cpu_request_millicores + max(node_cpu_free_millicores, 0.0), "node capacity"
+        # Rounded down: the request is rounded to whole units below, and must still fit.
+        cpu = np.floor(current.cpu_request_millicores + max(node_cpu_free_millicores, 0.0))
+        limited_by = "node capacity"
     if memory - current.memory_request_bytes > node_memory_free_bytes:
-        memory, limited_by = current.memory_request_bytes + max(node_memory_free_bytes, 0.0), "node capacity"
+        memory = np.floor(current.memory_request_bytes + max(node_memory_free_bytes, 0.0))
+        limited_by = "node capacity"
     cpu_limit = asked.cpu_limit_millicores if cpu != current.cpu_request_millicores else current.cpu_limit_millicores
     memory_limit = asked.memory_limit_bytes if memory != current.memory_request_bytes else current.memory_limit_bytes
     # Limits scale with requests (proportional), but a clamp may have moved the request under

@@ -116,21 +116,12 @@ def test_a_broken_placement_policy_falls_back_to_the_heuristic(policy: Scripted)
     assert decision.fallback and decision.fallback.startswith("policy scripted failed to place")
 
 
-@pytest.mark.xfail(strict=True, raises=InvalidPolicyOutput, reason=(
-    "core bug: decode_sizing adds the replica delta to the current count without clipping at 0, so "
-    "a workload with no pod yet whose latency is well within its SLO gets the heuristic's -1 as -1 "
-    "replicas, which valid_proposal_rows rejects for the policy and for the fallback alike. The "
-    "operator holds the size then (thrifty.handlers.hold); remove this marker with the fix."))
 def test_sizing_a_workload_with_no_pod_and_a_low_latency() -> None:
     snapshot = make_snapshot(node_cpu=[4000], workloads=[{"min": 2, "max": 3, "latency": 0.05, "slo": 0.2}])
     [decision], _ = plan_sizing(snapshot, HEURISTIC, HEURISTIC, ChurnLedger(), FREE)
     assert decision.replicas_to == 2
 
 
-@pytest.mark.xfail(strict=True, raises=InvalidPolicyOutput, reason=(
-    "core bug: valid_proposal_rows requires every request to be > 0, so a container without a CPU "
-    "or memory request (BestEffort, or a sidecar that sets none) makes every proposal invalid, the "
-    "fallback's too. Remove this marker with the fix (a request the policy keeps at 0 is valid)."))
 def test_sizing_a_workload_whose_container_has_no_request() -> None:
     snapshot = make_snapshot(node_cpu=[4000], pods=[{"node": 0, "workload": 0, "cpu": 0}], workloads=[{}])
     [decision], _ = plan_sizing(snapshot, HEURISTIC, HEURISTIC, ChurnLedger(), FREE)
@@ -546,13 +537,6 @@ SHARED = make_snapshot(node_cpu=[1000], pods=[{"node": 0, "cpu": 750}, {"node": 
                                               {"node": 0, "workload": 1, "cpu": 100}], workloads=[{}, {}])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "thrifty.core.plan_sizing checks a resize against its node's free room once per workload, but "
-    "every pod of the workload on that node grows by that much, and each workload of the step uses "
-    "the same free room: k pods (or workloads) on one node can grow k times into it. The operator "
-    "re-checks each pod's node before resizing it (thrifty.handlers.Reconciler._resize); the core "
-    "needs the fix (divide the room by the pods per node, and carry the remaining room across "
-    "workloads). Remove this marker with the fix."))
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(snapshot=snapshots(), policy=st.builds(Wild, wild_scores(), wild_proposals()))
 @example(snapshot=CROWDED, policy=Wild(scores=None, sizing=_grow_all))
