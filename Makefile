@@ -20,15 +20,10 @@ help:
 	@echo "make bench         Thrifty against the calibrated baselines, held-out traces (a few minutes)"
 	@echo "make bench-long    the longer benchmark of docs/evaluation.md (about half an hour)"
 
-$(VENV)/.stamp: pyproject.toml
-	@start=$$(date +%s); \
-	test -x $(PY) || $(PYTHON) -m venv $(VENV); \
-	$(PY) -m pip install -q --upgrade pip; \
-	$(PY) -m pip install -q -e '.[test]'; \
-	echo "python environment ready in $$(( $$(date +%s) - start )) s"
-	@touch $@
-
-venv: $(VENV)/.stamp
+# The environment is cached outside the checkout by the hash of pyproject.toml (hack/venv.sh);
+# .venv links to it and this checkout is installed into it in editable mode.
+venv:
+	@PYTHON=$(PYTHON) hack/venv.sh
 
 binaries:
 	@hack/build.sh

@@ -1,0 +1,134 @@
+"""One benchmark run: a policy on a scenario, through the same harness as training.
+
+Every policy runs behind the decision core and the safety pipeline (:class:`thrifty.harness.
+Harness`). Two things differ for the baselines, as they do in a cluster that runs them
+(:class:`KubernetesHarness`):
+
+* which pods go on scale-in: Thrifty's sizing picks them so that nodes can empty; a baseline
+  autoscaler only sets a Deployment's replica count, and the ReplicaSet controller picks
+  (:func:`replicaset_victims`);
+* the Cluster Autoscaler drains under-used nodes before each step
+  (:class:`thrifty.baselines.cluster_autoscaler.ClusterAutoscaler`); evicted pods are recreated
+  Pending by their ReplicaSet and placed by the baseline scheduler in the same step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from thrifty.baselines.cluster_autoscaler import ClusterAutoscaler
+from thrifty.bench.lower_bound import EnergyLowerBound
+from thrifty.bench.metrics import RunMetrics
+from thrifty.bench.policies import PolicySpec
+from thrifty.bench.scenarios import ScenarioSpec
+from thrifty.core import WorkloadDecision
+from thrifty.harness import Harness, HarnessStep
+from thrifty.sim import Scenario, Simulator
+from thrifty.snapshot import ClusterSnapshot
+
+
+def replicaset_victims(snapshot: ClusterSnapshot, workload: int, count: int) -> tuple[str, ...]:
+    """The ``count`` pods of ``workload`` a ReplicaSet deletes on scale-in, in deletion order.
+
+    ``ActivePodsWithRanks`` in ``kubernetes/kubernetes`` ``pkg/controller/controller_utils.go``:
+    unscheduled before scheduled, not running (no usage yet) before running, pods whose node
+    holds more pods of the same ReplicaSet before others, then the youngest. It does not aim
+    to empty nodes.
+    """
+    if count <= 0:
+        return ()
+    pods = snapshot.pods
+    rows = np.flatnonzero(pods.workload_index == workload)
+    node = pods.node_index[rows]
+    scheduled = node >= 0
+    running = np.isfinite(pods.cpu_usage_millicores[rows])
+    colocated = np.where(scheduled, np.bincount(node[scheduled], minlength=len(snapshot.nodes))[np.maximum(node, 0)], 0)
+    order = np.lexsort((pods.age_seconds[rows], -colocated, running, scheduled))
+    return tuple(pods.names[r] for r in rows[order[:count]])
+
+
+@dataclass
+class KubernetesHarness(Harness):
+    """A :class:`~thrifty.harness.Harness` with ReplicaSet scale-in and a Cluster Autoscaler."""
+
+    autoscaler: ClusterAutoscaler | None = None
+
+    def step(self) -> HarnessStep:
+        if self.autoscaler is None:
+            return super().step()
+        before = self.simulator.snapshot()
+        evicted = self.autoscaler.plan(before)
+        pods = before.pods
+        for w in np.unique(pods.workload_index[list(evicted)]).tolist():
+            names = [pods.names[p] for p in evicted if pods.workload_index[p] == w]
+            replicas = int(before.workloads.replicas[w])
+            self.simulator.scale(w, replicas - len(names), remove=names)
+            self.simulator.scale(w, replicas)
+        standby = set(np.asarray(before.nodes.names)[before.nodes.standby].tolist())
+        step = super().step()
+        if any(d.node in standby for d in step.placements):
+            self.autoscaler.record_scale_up(before.time_seconds)
+        return step
+
+    def apply_sizing(self, decisions: list[WorkloadDecision]) -> None:
+        if not any(d.replicas_to < d.replicas_from for d in decisions):
+            super().apply_sizing(decisions)
+            return
+        snapshot = self.simulator.snapshot()
+        index = {name: w for w, name in enumerate(snapshot.workloads.names)}
+        replaced = [
+            dataclasses.replace(d, remove_pods=replicaset_victims(snapshot, index[d.workload], d.replicas_from - d.replicas_to))
+            if d.replicas_to < d.replicas_from else d
+            for d in decisions
+        ]
+        super().apply_sizing(replaced)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The outcome of one run."""
+
+    policy: str
+    scenario: ScenarioSpec
+    steps: int
+    step_seconds: float
+    metrics: dict[str, float]
+    watts: np.ndarray
+    """(steps,) cluster power of each step, nodes plus network."""
+    lower_bound_watts: np.ndarray
+    """(steps,) the energy lower bound's power (the same for every policy on a scenario)."""
+    lower_bound_nodes: np.ndarray
+    """(steps,) fewest nodes that could hold the unavoidable usage."""
+    wall_seconds: float
+
+
+def run_policy(scenario: Scenario, spec: ScenarioSpec, policy: PolicySpec, steps: int,
+               on_step: Callable[[int], None] | None = None) -> RunResult:
+    """Run ``policy`` for ``steps`` steps on ``scenario``; ``on_step(done)`` reports progress."""
+    started = time.perf_counter()
+    simulator = Simulator(scenario, seed=spec.seed)
+    built = policy.build(spec.seed)
+    if built.replicaset_scale_in or built.autoscaler is not None:
+        harness: Harness = KubernetesHarness(simulator, placement_policy=built.placement, sizing_policy=built.sizing,
+                                             autoscaler=built.autoscaler)
+    else:
+        harness = Harness(simulator, placement_policy=built.placement, sizing_policy=built.sizing)
+    bound = EnergyLowerBound(scenario, simulator.power_model)
+    metrics = RunMetrics(dependency_source=np.asarray(scenario.dependencies.source, dtype=np.int64),
+                         calls_per_request=np.asarray(scenario.dependencies.calls_per_request, dtype=float))
+    slo = np.array([w.slo_latency_p95_seconds for w in scenario.workloads])
+    bound_watts, bound_nodes = np.zeros(steps), np.zeros(steps)
+    for k in range(steps):
+        step = harness.step()
+        metrics.add(step, slo, simulator.snapshot())
+        at = bound.at(step.result.step_index, step.result.workload_request_rate_per_second)
+        bound_watts[k], bound_nodes[k] = at.watts, at.nodes
+        if on_step is not None:
+            on_step(k + 1)
+    return RunResult(policy.name, spec, steps, scenario.step_seconds, metrics.summary(), np.asarray(metrics.watts), bound_watts,
+                     bound_nodes, time.perf_counter() - started)

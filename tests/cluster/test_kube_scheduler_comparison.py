@@ -1,0 +1,77 @@
+"""kube-scheduler against Thrifty on the real cluster: the same openb pod stream, scheduled twice.
+
+A small version of ``thrifty bench --cluster``: 100 pods of the held-out openb stream, first with
+the cluster's kube-scheduler, then with ``schedulerName: thrifty`` and a Thrifty operator
+running; the figures must be computed and sane. The requests are scaled by ``REQUEST_SCALE`` so
+that the stream (median 11 cores a pod) fills about half of the test cluster's six 32-core nodes
+instead of saturating it, where every scheduler would use every node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import pytest
+
+from tests.conftest import REPO, Cluster
+from tests.support.operator import Operator, install_crds
+from thrifty.bench.cluster import DEFAULT_SCHEDULER, THRIFTY_SCHEDULER, compare_schedulers, markdown
+from thrifty.energy import DEFAULT_PROFILES
+from thrifty.traces import load_openb_pods
+
+PODS = 100
+REQUEST_SCALE = 0.08
+
+
+@pytest.fixture(scope="module")
+def runs(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory):
+    install_crds(cluster)
+    stream = load_openb_pods(REPO / "traces/alibaba-openb/pods-heldout.csv.gz").pods
+    log = tmp_path_factory.mktemp("comparison") / "thrifty-run.log"
+
+    @contextlib.contextmanager
+    def thrifty(namespace: str):
+        operator = Operator(cluster, namespace=namespace, log_path=log, policy="heuristic").start()
+        try:
+            yield
+        finally:
+            operator.stop()
+
+    result = compare_schedulers(cluster.kubeconfig, stream, PODS, thrifty, request_scale=REQUEST_SCALE,
+                                settle_seconds=10.0, timeout_seconds=300.0)
+    print("\n" + markdown(result))
+    return {r.scheduler: r for r in result}
+
+
+def _node_count(cluster: Cluster) -> int:
+    return len(cluster.kubectl("get", "nodes", "-o", "name").stdout.split())
+
+
+def test_both_schedulers_ran_the_same_stream(runs) -> None:
+    assert set(runs) == {DEFAULT_SCHEDULER, THRIFTY_SCHEDULER}
+    for run in runs.values():
+        assert run.pods == PODS
+        assert 0 < run.scheduled <= PODS, f"{run.scheduler} bound {run.scheduled} of {PODS} pods"
+
+
+def test_figures_are_sane(cluster: Cluster, runs) -> None:
+    nodes = _node_count(cluster)
+    largest_peak = max(p.peak_watts for p in DEFAULT_PROFILES.values())
+    smallest_standby = min(p.standby_watts for p in DEFAULT_PROFILES.values())
+    for run in runs.values():
+        assert 1 <= run.powered_on_nodes <= nodes
+        assert nodes * smallest_standby <= run.energy_watts <= nodes * largest_peak
+        assert run.pods_per_second > 0
+        assert 0 <= run.latency_p50_ms <= run.latency_p99_ms < 300_000
+        assert 0 <= run.condition_latency_p50_s <= run.condition_latency_p99_s
+        assert all(math.isfinite(v) for v in (run.energy_watts, run.pods_per_second, run.latency_p99_ms))
+
+
+def test_thrifty_packs_where_kube_scheduler_spreads(runs) -> None:
+    """LeastAllocated spreads the stream over every node; Thrifty packs it onto fewer, for less
+    power. Both bound the whole stream: it fits in about half of the cluster."""
+    default, thrifty = runs[DEFAULT_SCHEDULER], runs[THRIFTY_SCHEDULER]
+    assert default.scheduled == thrifty.scheduled == PODS
+    assert thrifty.powered_on_nodes < default.powered_on_nodes
+    assert thrifty.energy_watts < default.energy_watts
