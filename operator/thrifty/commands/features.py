@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from thrifty.commands.flags import positive_int
+
 if TYPE_CHECKING:  # the heavy imports stay inside run(), so `thrifty --help` stays fast
     import numpy as np
 
@@ -55,13 +57,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("trace", metavar="TRACE", help="trace file, archive or directory")
     parser.add_argument(
         "--window",
-        type=_positive_int,
+        type=positive_int("--window"),
         default=DEFAULT_WINDOW,
         metavar="N",
         help=f"samples per container, the most recent ones (default {DEFAULT_WINDOW})",
     )
     parser.add_argument(
-        "--limit", type=_positive_int, default=None, metavar="N", help="only the first N containers"
+        "--limit", type=positive_int("--limit"), default=None, metavar="N", help="only the first N containers"
     )
     parser.add_argument(
         "--format", choices=("table", "csv"), default="table", help="output format (default table)"
@@ -72,14 +74,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from thrifty import replay
+from thrifty.commands.flags import positive_float
 from thrifty.observe import GROUP, PLURAL, VERSION, WORKLOAD_LABEL, cpu_millicores, is_terminating, parse_time
 from thrifty.replay import ReplaySpec, ReplicaCpu, WorkloadSignals
 from thrifty.traces import Trace, load
@@ -37,17 +38,6 @@ KWOK_GROUP, KWOK_VERSION, RESOURCE_USAGES = "kwok.x-k8s.io", "v1alpha1", "resour
 FIELD_MANAGER = "thrifty-replay"
 
 
-def _positive_float(flag: str):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be a number, got {text!r}") from None
-        if not (math.isfinite(value) and value > 0):
-            raise argparse.ArgumentTypeError(f"{flag} must be a positive number, got {text!r}")
-        return value
-
-    return parse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,13 +52,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--namespace", required=True, help="namespace whose RLWorkloads are replayed")
     parser.add_argument(
         "--interval-seconds",
-        type=_positive_float("--interval-seconds"),
+        type=positive_float("--interval-seconds"),
         default=10.0,
         help="wall seconds between two updates (default %(default)s: metrics-server's scrape interval in hack/kwok/)",
     )
     parser.add_argument(
         "--speedup",
-        type=_positive_float("--speedup"),
+        type=positive_float("--speedup"),
         default=1.0,
         help="trace seconds replayed per wall second (default %(default)s; 60 plays an hour of trace per minute)",
     )

@@ -1,0 +1,40 @@
+"""argparse types that check a number flag and name the flag in the error.
+
+``type=positive_int("--steps")`` rejects ``--steps 0`` with "--steps must be >= 1, got '0'".
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+
+def _number(flag: str, kind: type, accept: Callable[[float], bool], rule: str) -> Callable[[str], float]:
+    noun = "an integer" if kind is int else "a number"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be {noun}, got {text!r}") from None
+        if not (math.isfinite(value) and accept(value)):
+            raise argparse.ArgumentTypeError(f"{flag} must be {rule}, got {text!r}")
+        return value
+
+    return parse
+
+
+def positive_int(flag: str) -> Callable[[str], int]:
+    """An integer >= 1."""
+    return _number(flag, int, lambda v: v >= 1, ">= 1")
+
+
+def non_negative_int(flag: str) -> Callable[[str], int]:
+    """An integer >= 0."""
+    return _number(flag, int, lambda v: v >= 0, ">= 0")
+
+
+def positive_float(flag: str) -> Callable[[str], float]:
+    """A finite number > 0."""
+    return _number(flag, float, lambda v: v > 0, "a positive number")
