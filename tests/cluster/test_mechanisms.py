@@ -12,41 +12,21 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from kubernetes import client, config
 
 from tests.conftest import Cluster
+from tests.support.operator import create_namespace, wait_for
 
-WAIT_S = 60
 PENDING_S = 5
 IMAGE = "registry.k8s.io/pause:3.10"
 
 
-def _wait(what: str, check: Callable[[], Any], timeout: float = WAIT_S, interval: float = 0.5) -> Any:
-    """Poll check() until it returns something truthy; fail with `what` after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        last = check()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
-        time.sleep(interval)
-
-
 @pytest.fixture(scope="module")
 def ns(cluster: Cluster) -> str:
-    name = f"thrifty-mech-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", name)
-    # The default ServiceAccount is created asynchronously; pods are refused until it exists.
-    _wait(
-        f"the default ServiceAccount of {name}",
-        lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
-    )
+    name = create_namespace(cluster, "thrifty-mech")
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
@@ -131,7 +111,7 @@ def test_thrifty_pod_waits_for_binding_then_runs_and_resizes_in_place(
     # Control: the same pod for kube-scheduler is placed at once, so the thrifty pod below is
     # Pending only because of its schedulerName, not because it fits nowhere.
     cluster.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(_pod_manifest("control", node, None)))
-    _wait("kube-scheduler to place and kwok to run the control pod", lambda: _running_on(cluster, ns, "control"))
+    wait_for("kube-scheduler to place and kwok to run the control pod", lambda: _running_on(cluster, ns, "control"))
 
     cluster.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(_pod_manifest("placed", node, "thrifty")))
     deadline = time.monotonic() + PENDING_S
@@ -162,8 +142,8 @@ def test_thrifty_pod_waits_for_binding_then_runs_and_resizes_in_place(
     assert response.status == 201, (response.status, response.data)
     assert json.loads(response.data)["status"] == "Success", response.data
 
-    _wait(f"pod 'placed' to run on {node_name}", lambda: _running_on(cluster, ns, "placed", node_name))
-    pod = _wait(
+    wait_for(f"pod 'placed' to run on {node_name}", lambda: _running_on(cluster, ns, "placed", node_name))
+    pod = wait_for(
         f"pod 'placed' to report container resources ({RESIZE_HINT})",
         lambda: _resizable(cluster, ns, "placed", node_name),
     )
@@ -183,7 +163,7 @@ def test_thrifty_pod_waits_for_binding_then_runs_and_resizes_in_place(
 
     # Give a would-be restart or recreation time to show.
     time.sleep(2)
-    pod = _wait("pod 'placed' to be Running after the resize", lambda: _running_on(cluster, ns, "placed"))
+    pod = wait_for("pod 'placed' to be Running after the resize", lambda: _running_on(cluster, ns, "placed"))
     assert pod["metadata"]["uid"] == uid, "the pod was recreated"
     assert pod["spec"]["nodeName"] == node_name, "the pod moved"
     [container] = pod["spec"]["containers"]
@@ -207,7 +187,7 @@ def test_thrifty_pod_waits_for_binding_then_runs_and_resizes_in_place(
         )
         return pod if done else None
 
-    pod = _wait(f"the resize to be actuated and reported in status ({RESIZE_HINT})", actuated)
+    pod = wait_for(f"the resize to be actuated and reported in status ({RESIZE_HINT})", actuated)
     assert pod["metadata"]["uid"] == uid and pod["status"]["containerStatuses"][0]["restartCount"] == restarts
 
 
@@ -216,7 +196,7 @@ def test_resize_cannot_change_qos_class(cluster: Cluster, ns: str, core: client.
     Guaranteed one (requests == limits) is refused by the API server, so it is never sent."""
     node = _ready_node(cluster)
     cluster.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(_pod_manifest("qos", node, None)))
-    _wait(f"pod 'qos' to run and report container resources ({RESIZE_HINT})", lambda: _resizable(cluster, ns, "qos"))
+    wait_for(f"pod 'qos' to run and report container resources ({RESIZE_HINT})", lambda: _resizable(cluster, ns, "qos"))
     patch = {
         "spec": {
             "containers": [

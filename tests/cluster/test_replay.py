@@ -9,11 +9,8 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
-import uuid
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,6 +19,7 @@ from kubernetes import client, config, watch
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import REPO, Cluster
+from tests.support.operator import create_namespace, wait_for
 from thrifty import replay
 from thrifty.observe import cpu_millicores, memory_bytes
 from thrifty.traces import load
@@ -34,26 +32,9 @@ picked the pod up; a fresh cluster also needs its first node scrapes."""
 TRACE = "traces/bitbrains-rnd/vms-train.tar.xz"
 
 
-def _wait(what: str, check: Callable[[], Any], timeout: float = WAIT_S, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        last = check()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
-        time.sleep(interval)
-
-
 @pytest.fixture(scope="module")
 def ns(cluster: Cluster) -> str:
-    name = f"thrifty-replay-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", name)
-    _wait(
-        f"the default ServiceAccount of {name}",
-        lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
-    )
+    name = create_namespace(cluster, "thrifty-replay")
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
@@ -105,7 +86,7 @@ def _app_status(pod: dict[str, Any]) -> dict[str, Any]:
 
 def test_resize_is_allocated_then_actuated_without_restart(cluster: Cluster, ns: str, core: client.CoreV1Api) -> None:
     cluster.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(_pod_manifest("resize", cpu="100m", limit="200m")))
-    pod = _wait("pod 'resize' to run and report its container resources", lambda: _running(cluster, ns, "resize"))
+    pod = wait_for("pod 'resize' to run and report its container resources", lambda: _running(cluster, ns, "resize"))
     before = _app_status(pod)
     assert before["resources"] == {
         "requests": {"cpu": "100m", "memory": "64Mi"},
@@ -228,7 +209,7 @@ def test_replayed_usage_reaches_metrics_api_and_latency_is_exported(cluster: Clu
         manifest = _pod_manifest(name, cpu=f"{min(low_limit, 10)}m", limit=limit, labels=labels)
         cluster.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(manifest))
     for name in ("web-roomy", "web-capped"):
-        _wait(f"pod {name} to run", lambda name=name: _running(cluster, ns, name))
+        wait_for(f"pod {name} to run", lambda name=name: _running(cluster, ns, name))
 
     # A replay speed so slow that the trace stays at its first sample for the whole test.
     port = _free_port()
@@ -252,7 +233,7 @@ def test_replayed_usage_reaches_metrics_api_and_latency_is_exported(cluster: Clu
                     return None
             return metrics
 
-        metrics = _wait(
+        metrics = wait_for(
             f"metrics.k8s.io to report the replayed usage {expected} CPU m, {demand.memory_bytes_per_replica:.0f} B",
             replayed,
             timeout=METRICS_WAIT_S,
