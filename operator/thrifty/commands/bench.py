@@ -16,11 +16,12 @@ taken from the shipped slices of the same split (held-out for a benchmark, train
 from __future__ import annotations
 
 import argparse
-import math
 import shlex
 import sys
 import time
 from pathlib import Path
+
+from thrifty.commands.flags import non_negative_int, positive_float, positive_int
 
 QUICK = {"nodes": [16], "seeds": [0, 1, 2], "steps": 360}
 """``--quick``: one cluster size, three seeds, six simulated hours."""
@@ -28,45 +29,6 @@ FULL = {"nodes": [16, 32], "seeds": [0, 1, 2], "steps": 1440}
 """Without ``--quick``: two cluster sizes, three seeds, one simulated day."""
 CALIBRATION = {"nodes": [16], "seeds": [100, 101, 102, 103], "steps": 360}
 """``--calibrate``: four seeds distinct from the benchmark's, six simulated hours."""
-
-
-def _positive_int(flag: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be an integer, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{flag} must be >= 1, got {text!r}")
-        return value
-
-    return parse
-
-
-def _positive_float(flag: str):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be a number, got {text!r}") from None
-        if not (math.isfinite(value) and value > 0):
-            raise argparse.ArgumentTypeError(f"{flag} must be a positive number, got {text!r}")
-        return value
-
-    return parse
-
-
-def _non_negative_int(flag: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be an integer, got {text!r}") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"{flag} must be >= 0, got {text!r}")
-        return value
-
-    return parse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -79,16 +41,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--trace", action="append", default=[], metavar="FILE", required=True,
                         help="trace file in any supported format (repeat); missing parts come from the shipped slices")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory (created if missing)")
-    parser.add_argument("--nodes", type=_positive_int("--nodes"), nargs="+", metavar="N",
+    parser.add_argument("--nodes", type=positive_int("--nodes"), nargs="+", metavar="N",
                         help=f"cluster sizes (default {FULL['nodes']}, --quick {QUICK['nodes']})")
-    parser.add_argument("--steps", type=_positive_int("--steps"), metavar="N",
+    parser.add_argument("--steps", type=positive_int("--steps"), metavar="N",
                         help=f"60 s steps per run (default {FULL['steps']}, --quick {QUICK['steps']})")
-    parser.add_argument("--seeds", type=_non_negative_int("--seeds"), nargs="+", metavar="S",
+    parser.add_argument("--seeds", type=non_negative_int("--seeds"), nargs="+", metavar="S",
                         help=f"scenario and simulator seeds (default {FULL['seeds']}, --quick {QUICK['seeds']})")
     parser.add_argument("--policies", nargs="+", metavar="POLICY",
                         help="policies to run: PLACEMENT+SIZING, thrifty-heuristic, k8s-stack or rl:DIR "
                              "(default: Thrifty's heuristic and every baseline)")
-    parser.add_argument("--background-pods", type=_non_negative_int("--background-pods"), default=0, metavar="N",
+    parser.add_argument("--background-pods", type=non_negative_int("--background-pods"), default=0, metavar="N",
                         help="pods from the openb pod stream placed next to the workloads (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="the short run of `make bench`")
     parser.add_argument("--calibrate", action="store_true",
@@ -97,9 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--cluster", metavar="KUBECONFIG",
                         help="instead, schedule a run of the openb pod stream on this cluster twice, with "
                              "kube-scheduler and with Thrifty (started here), and compare them")
-    parser.add_argument("--cluster-pods", type=_positive_int("--cluster-pods"), default=1000, metavar="N",
+    parser.add_argument("--cluster-pods", type=positive_int("--cluster-pods"), default=1000, metavar="N",
                         help="pods of the stream for --cluster (default %(default)s)")
-    parser.add_argument("--cluster-request-scale", type=_positive_float("--cluster-request-scale"), default=1.0,
+    parser.add_argument("--cluster-request-scale", type=positive_float("--cluster-request-scale"), default=1.0,
                         metavar="X", help="multiply every pod's requests by X for --cluster, so that the stream does "
                                           "not saturate a small cluster (default %(default)s)")
     parser.set_defaults(func=run)
