@@ -44,8 +44,13 @@ demo: venv binaries
 HELDOUT_TRACES := $(sort $(wildcard traces/*/*-heldout.*)) traces/alibaba-openb/nodes.csv.gz
 BENCH_OUT ?= build/bench
 
+# Every calibrated baseline, Thrifty's heuristic and the shipped trained policy.
+BENCH_POLICIES ?= thrifty-heuristic rl:policies/default k8s-stack kube-default+static kube-default+hpa \
+	kube-default+vpa most-allocated+stack trimaran+stack network-aware+stack random+stack
+
 bench: venv
-	$(VENV)/bin/thrifty bench $(foreach f,$(HELDOUT_TRACES),--trace $(f)) --out $(BENCH_OUT)/quick --quick
+	$(VENV)/bin/thrifty bench $(foreach f,$(HELDOUT_TRACES),--trace $(f)) --out $(BENCH_OUT)/quick --quick \
+		--policies $(BENCH_POLICIES)
 
 bench-long: venv
 	$(VENV)/bin/thrifty bench $(foreach f,$(HELDOUT_TRACES),--trace $(f)) --out $(BENCH_OUT)/long
