@@ -1,6 +1,7 @@
 """argparse types that check a number flag and name the flag in the error.
 
-``type=positive_int("--steps")`` rejects ``--steps 0`` with "--steps must be >= 1, got '0'".
+``type=positive_int("--steps")`` rejects ``--steps 0`` with "--steps: must be >= 1, got '0'",
+the form ``thrifty run`` and the config classes use.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ def _number(flag: str, kind: type, accept: Callable[[float], bool], rule: str) -
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be {noun}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"{flag}: must be {noun}, got {text!r}") from None
         if not (math.isfinite(value) and accept(value)):
-            raise argparse.ArgumentTypeError(f"{flag} must be {rule}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"{flag}: must be {rule}, got {text!r}")
         return value
 
     return parse
