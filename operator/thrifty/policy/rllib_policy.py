@@ -11,16 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from thrifty.actions import SIZING_ACTION_DIMS, SizingProposal, decode_sizing
+from thrifty.actions import SIZING_ACTION_DIMS
 from thrifty.energy import PowerModel
-from thrifty.features import node_features, placement_observation, workload_features
 from thrifty.policy.artefact import RLLIB_DIR, load_artefact
 from thrifty.policy.base import PolicyError, PolicyInfo
 from thrifty.policy.network import MASKED_LOGIT, greedy_sizing_actions, snap_ties
-from thrifty.snapshot import ClusterSnapshot
+from thrifty.policy.rows import RowPolicy
 
 
-class RLlibPolicy:
+class RLlibPolicy(RowPolicy):
     """Greedy actions of the RLlib modules saved in ``<artefact>/rllib/{placement,sizing}``."""
 
     def __init__(self, directory: str | Path, power_model: PowerModel | None = None) -> None:
@@ -53,20 +52,11 @@ class RLlibPolicy:
         return out[Columns.ACTION_DIST_INPUTS][0].numpy().astype(float)
 
     def placement_logits(self, rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """(nodes,) logits for placement rows (the modules score rows, so any node count works)."""
+        # The modules score rows, so any node count works without padding.
         logits = self._logits("placement", {"nodes": rows, "mask": mask.astype(np.float32)})
         return snap_ties(np.where(mask, logits, MASKED_LOGIT))
 
     def sizing_actions(self, rows: np.ndarray) -> np.ndarray:
-        """(workloads, 3) greedy sizing actions for workload feature rows."""
         flat = self._logits("sizing", {"workloads": rows, "mask": np.ones(len(rows), dtype=np.float32)})
         per_workload = flat.reshape(len(rows), sum(SIZING_ACTION_DIMS))
         return greedy_sizing_actions(tuple(np.split(per_workload, np.cumsum(SIZING_ACTION_DIMS)[:-1], axis=1)))
-
-    def score_nodes(self, snapshot: ClusterSnapshot, pod: int) -> np.ndarray:
-        observation = placement_observation(
-            snapshot, pod, power_model=self.power, node_feature_matrix=node_features(snapshot, self.power))
-        return self.placement_logits(observation["node_rows"], observation["mask"])
-
-    def size(self, snapshot: ClusterSnapshot) -> SizingProposal:
-        return decode_sizing(snapshot, self.sizing_actions(workload_features(snapshot, self.power)))
