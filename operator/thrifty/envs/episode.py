@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -72,8 +72,8 @@ def step_reward(
         config=config,
     )
     nodes = snapshot.nodes
-    reference = float(sum(power.profiles.get(c, power.profiles[power.default_class]).idle_watts
-                          for c in nodes.power_class))
+    all_awake = replace(nodes, standby=np.zeros(len(nodes), dtype=bool))
+    reference = float(power.idle_watts(all_awake).sum())
     reward = cluster_reward(terms, cluster_watts=result.cluster_watts,
                             cluster_reference_watts=max(reference, 1.0), config=config)
     info = {
