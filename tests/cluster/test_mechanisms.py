@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 
 from tests.conftest import Cluster
 from tests.support.operator import create_namespace, wait_for
@@ -29,13 +29,6 @@ def ns(cluster: Cluster) -> str:
     name = create_namespace(cluster, "thrifty-mech")
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
-
-
-@pytest.fixture(scope="module")
-def core(cluster: Cluster) -> client.CoreV1Api:
-    api = config.new_client_from_config(config_file=cluster.kubeconfig)
-    yield client.CoreV1Api(api)
-    api.close()
 
 
 def _pod(cluster: Cluster, ns: str, name: str) -> dict[str, Any]:

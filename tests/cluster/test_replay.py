@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from kubernetes import client, config, watch
+from kubernetes import client, watch
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import REPO, Cluster
@@ -37,13 +37,6 @@ def ns(cluster: Cluster) -> str:
     name = create_namespace(cluster, "thrifty-replay")
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
-
-
-@pytest.fixture(scope="module")
-def core(cluster: Cluster) -> client.CoreV1Api:
-    api = config.new_client_from_config(config_file=cluster.kubeconfig)
-    yield client.CoreV1Api(api)
-    api.close()
 
 
 def _pod_manifest(name: str, *, cpu: str, limit: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
