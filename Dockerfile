@@ -27,10 +27,14 @@ RUN python -m venv --without-pip /opt/venv \
 
 FROM ${PYTHON_IMAGE}
 # No .pyc writes on the read-only root filesystem (manifests/deployment.yaml); logs unbuffered so
-# that `kubectl logs` shows them as they happen.
+# that `kubectl logs` shows them as they happen. One BLAS thread: the policy's matrices are small
+# (1000 nodes x 64 units), and threads spinning up per product cost more than they save, as well
+# as CPU beyond the Deployment's limit (`make perf` measures placement latency this way).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    OMP_NUM_THREADS=1 \
+    OPENBLAS_NUM_THREADS=1
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /src/policies /opt/thrifty/policies
 # A numeric UID, so that the kubelet can check runAsNonRoot without reading /etc/passwd.

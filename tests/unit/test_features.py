@@ -28,6 +28,7 @@ from thrifty.features import (
     PLACEMENT_ROW_NAMES,
     POD_FEATURE_NAMES,
     SCHEMA_NAMES,
+    PodFeatureCache,
     SCHEMA_VERSION,
     WORKLOAD_FEATURE_NAMES,
     RunningNormaliser,
@@ -729,6 +730,24 @@ def test_placement_with_precomputed_inputs_is_the_same() -> None:
         placement_observation(snapshot, 3)
     with pytest.raises(ValueError, match="node_feature_matrix"):
         placement_observation(snapshot, 2, node_feature_matrix=np.zeros((2, 3)))
+
+
+def test_pod_cache_gives_the_same_rows_and_forgets_a_new_observation() -> None:
+    snapshot = three_node_snapshot()
+    cache = PodFeatureCache()
+    cached = placement(snapshot, 2, pod_cache=cache)
+    np.testing.assert_array_equal(cached["node_rows"], placement(snapshot, 2)["node_rows"])
+    # Binding a pod (what plan_placements does between decisions) keeps the rows valid.
+    bound = replace(snapshot, pods=replace(snapshot.pods, node_index=np.where(
+        snapshot.pods.node_index < 0, 0, snapshot.pods.node_index)))
+    np.testing.assert_array_equal(placement(bound, 2, pod_cache=cache)["node_rows"], placement(bound, 2)["node_rows"])
+    # New usage (a new observation) must not be served from the old rows.
+    containers = snapshot.containers
+    busier = replace(snapshot, containers=replace(
+        containers, cpu_history_millicores=containers.cpu_history_millicores * 3.0))
+    fresh = placement(busier, 2, pod_cache=cache)
+    np.testing.assert_array_equal(fresh["node_rows"], placement(busier, 2)["node_rows"])
+    assert not np.array_equal(fresh["node_rows"], cached["node_rows"])
 
 
 def test_from_snapshot_adds_workload_context() -> None:

@@ -24,6 +24,7 @@ from thrifty.features.context import (
     CONTAINER_OBSERVATION_NAMES,
     CONTEXT_FEATURE_NAMES,
     ContainerFeatures,
+    PodFeatureCache,
     from_snapshot,
     pod_features,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "WORKLOAD_FEATURE_NAMES",
     "ContainerFeatures",
+    "PodFeatureCache",
     "RunningNormaliser",
     "container_features",
     "from_snapshot",

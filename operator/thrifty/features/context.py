@@ -232,3 +232,34 @@ def neighbour_weights(dependencies: DependencyTable, n_workloads: int, workload:
     np.add.at(row, source[target == workload], weight[target == workload])
     row[workload] = 0.0
     return row
+
+
+class PodFeatureCache:
+    """Rows of :func:`pod_features`, computed on demand and kept while their inputs are unchanged.
+
+    Placing a burst of pods reads the same rows again and again: every new replica of a workload
+    takes the mean of its siblings' rows. A pod's row depends on its containers' usage, its
+    requests and limits, and its workload's context, none of which binding a pod changes, so the
+    rows stay valid across the snapshots :func:`thrifty.core.plan_placements` derives from one
+    observed snapshot. A snapshot with other container, pod-request or workload tables (a new
+    observation) empties the cache first.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple = ()
+        self._rows: dict[int, np.ndarray] = {}
+
+    def features(self, snapshot: ClusterSnapshot, pod_rows: np.ndarray) -> ContainerFeatures:
+        """What ``pod_features(snapshot, pod_rows)`` returns, computing only rows not cached."""
+        pods = snapshot.pods
+        key = (snapshot.containers, snapshot.workloads, snapshot.dependencies, pods.cpu_request_millicores,
+               pods.cpu_limit_millicores, pods.memory_request_bytes, pods.memory_limit_bytes)
+        if len(key) != len(self._key) or any(a is not b for a, b in zip(key, self._key)):
+            self._key, self._rows = key, {}
+        rows = [int(r) for r in pod_rows]
+        missing = sorted(set(rows) - self._rows.keys())
+        if missing:
+            self._rows.update(zip(missing, pod_features(snapshot, np.asarray(missing)).matrix))
+        if not rows:
+            return ContainerFeatures(np.zeros((0, len(CONTAINER_OBSERVATION_NAMES))))
+        return ContainerFeatures(np.stack([self._rows[r] for r in rows]))

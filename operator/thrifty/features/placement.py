@@ -26,6 +26,7 @@ from thrifty.features.columns import stack
 from thrifty.features.context import (
     CONTAINER_OBSERVATION_NAMES,
     ContainerFeatures,
+    PodFeatureCache,
     neighbour_weights,
     pod_features,
 )
@@ -200,6 +201,7 @@ def placement_observation(
     power_model: PowerModel | None = None,
     node_feature_matrix: np.ndarray | None = None,
     pods_features: ContainerFeatures | None = None,
+    pod_cache: PodFeatureCache | None = None,
 ) -> dict[str, np.ndarray]:
     """Everything the placement policy sees to place pod ``pod_row`` of ``snapshot.pods``.
 
@@ -212,6 +214,8 @@ def placement_observation(
             has it (placing many pods against one snapshot).
         pods_features: ``pod_features(snapshot)`` for all pods, likewise; otherwise only this
             pod and its workload's other pods are computed.
+        pod_cache: where those rows are kept between calls (placing a burst of pods one by
+            one); ignored when ``pods_features`` is given.
 
     Returns:
         ``node_rows``: float64 (N, len(PLACEMENT_ROW_NAMES)), finite, one row per node;
@@ -229,7 +233,7 @@ def placement_observation(
     expected_shape = (len(nodes), len(NODE_FEATURE_NAMES))
     if node_block.shape != expected_shape:
         raise ValueError(f"node_feature_matrix: expected shape {expected_shape}, got {node_block.shape}")
-    pod_vector, expected_cpu = _pod_vector(snapshot, pod_row, pods_features)
+    pod_vector, expected_cpu = _pod_vector(snapshot, pod_row, pods_features, pod_cache)
     cpu_request = pods.cpu_request_millicores[pod_row]
     memory_request = pods.memory_request_bytes[pod_row]
     pair_block = _pair_features(snapshot, pod_row, expected_cpu, power, _node_energy(nodes, power).reference)
@@ -253,7 +257,8 @@ def placement_observation(
 
 
 def _pod_vector(
-    snapshot: ClusterSnapshot, pod_row: int, pods_features: ContainerFeatures | None
+    snapshot: ClusterSnapshot, pod_row: int, pods_features: ContainerFeatures | None,
+    pod_cache: PodFeatureCache | None,
 ) -> tuple[np.ndarray, float]:
     """The pod's own (POD_FEATURE_NAMES,) vector and the CPU (millicores) it is expected to use.
 
@@ -267,11 +272,12 @@ def _pod_vector(
     others = np.arange(len(pods)) != pod_row
     siblings = np.flatnonzero((pods.workload_index == workload) & others) if workload != NO_WORKLOAD else []
     rows = np.concatenate([[pod_row], siblings]).astype(np.int64)
-    chosen = (
-        pod_features(snapshot, rows)
-        if pods_features is None
-        else ContainerFeatures(pods_features.matrix[rows])
-    )
+    if pods_features is not None:
+        chosen = ContainerFeatures(pods_features.matrix[rows])
+    elif pod_cache is not None:
+        chosen = pod_cache.features(snapshot, rows)
+    else:
+        chosen = pod_features(snapshot, rows)
     history = chosen.has_history
     informed = chosen.matrix[1:][history[1:]]
     from_siblings = not history[0] and len(informed) > 0

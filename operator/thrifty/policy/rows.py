@@ -10,7 +10,7 @@ import numpy as np
 
 from thrifty.actions import SizingProposal, decode_sizing
 from thrifty.energy import PowerModel
-from thrifty.features import node_features, placement_observation, workload_features
+from thrifty.features import PodFeatureCache, node_features, placement_observation, workload_features
 from thrifty.policy.base import PolicyInfo
 from thrifty.snapshot import ClusterSnapshot
 
@@ -29,9 +29,14 @@ class RowPolicy:
         """(workloads, 3) greedy sizing actions for workload feature rows."""
         raise NotImplementedError
 
+    _pod_cache: PodFeatureCache | None = None
+
     def score_nodes(self, snapshot: ClusterSnapshot, pod: int) -> np.ndarray:
+        if self._pod_cache is None:
+            self._pod_cache = PodFeatureCache()
         observation = placement_observation(
-            snapshot, pod, power_model=self.power, node_feature_matrix=node_features(snapshot, self.power))
+            snapshot, pod, power_model=self.power, node_feature_matrix=node_features(snapshot, self.power),
+            pod_cache=self._pod_cache)
         return self.placement_logits(observation["node_rows"], observation["mask"])
 
     def size(self, snapshot: ClusterSnapshot) -> SizingProposal:
