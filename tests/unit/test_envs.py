@@ -12,6 +12,8 @@ from thrifty.config import ScenarioConfig
 from thrifty.datasets import load_split
 from thrifty.envs import PlacementEnv, SizingEnv
 from thrifty.envs.episode import EpisodeConfig
+from thrifty.envs.placement import decision_regret
+from thrifty.features import PAIR_FEATURE_NAMES
 
 CONFIG = EpisodeConfig(scenario=ScenarioConfig(n_nodes=6, n_applications=2), episode_steps=12)
 
@@ -126,3 +128,55 @@ def test_sizing_keep_action_changes_no_size():
     env.step(np.tile(KEEP_ACTION, env.max_workloads))
     after = env._harness.simulator.snapshot()
     np.testing.assert_array_equal(before.workloads.replicas, after.workloads.replicas)
+
+
+def _pair(watts: list[float], traffic: list[float]) -> np.ndarray:
+    pair = np.zeros((len(watts), len(PAIR_FEATURE_NAMES)))
+    pair[:, PAIR_FEATURE_NAMES.index("placement_watts_share")] = watts
+    pair[:, PAIR_FEATURE_NAMES.index("dependency_traffic_fraction")] = traffic
+    return pair
+
+
+@pytest.mark.parametrize(
+    ("watts", "traffic", "mask", "weights", "expected"),
+    [
+        pytest.param([0.1, 0.5, 0.01], [0.0, 0.8, 1.0], [True, True, False], (1.0, 0.5), [0.4, 0.4, -0.09 + 0.4 - 0.5],
+                     id="regret-against-feasible-nodes-only"),
+        pytest.param([0.2, 0.2], [0.0, 0.0], [True, True], (1.0, 0.5), [0.0, 0.0], id="equal-nodes-cost-nothing"),
+        pytest.param([0.05, 0.45], [0.0, 0.0], [True, True], (2.0, 0.5), [0.0, 0.8], id="waking-a-node-scaled"),
+        pytest.param([0.1, 0.3], [0.6, 0.4], [True, True], (0.0, 1.0), [0.0, 0.2], id="traffic-only"),
+        pytest.param([0.1, 0.3], [0.6, 0.4], [False, False], (1.0, 1.0), [0.0, 0.0], id="no-feasible-node"),
+    ],
+)
+def test_decision_regret(watts, traffic, mask, weights, expected):
+    regret = decision_regret(_pair(watts, traffic), np.asarray(mask), watts_weight=weights[0], traffic_weight=weights[1])
+    np.testing.assert_allclose(regret, expected)
+
+
+def test_placement_reward_carries_the_decision_regret():
+    shaped = make_placement()
+    plain = PlacementEnv(traces=load_split("train"), config=CONFIG, max_nodes=8,
+                         watts_regret_weight=0.0, traffic_regret_weight=0.0)
+    observation, _ = shaped.reset(seed=4)
+    plain.reset(seed=4)
+    costly = int(np.argmax(np.where(observation["mask"][: len(shaped._regret)] == 1, shaped._regret, -np.inf)))
+    regret = float(shaped._regret[costly])
+    assert regret > 0
+    assert shaped.step(costly)[1] == pytest.approx(plain.step(costly)[1] - regret)
+
+
+@pytest.mark.parametrize("name", ["watts_regret_weight", "traffic_regret_weight"])
+def test_placement_rejects_negative_regret_weights(name):
+    with pytest.raises(ValueError, match=name):
+        PlacementEnv(traces=load_split("train"), config=CONFIG, max_nodes=8, **{name: -1.0})
+
+
+def test_sizing_info_has_each_workloads_reward():
+    env = make_sizing()
+    env.reset(seed=1)
+    from thrifty.actions import KEEP_ACTION
+
+    _, _, _, _, info = env.step(np.tile(KEEP_ACTION, env.max_workloads))
+    rewards = info["workload_rewards"]
+    assert rewards.shape == (len(env.current_snapshot().workloads),)
+    assert np.all(np.isfinite(rewards)) and np.all(rewards <= 0)

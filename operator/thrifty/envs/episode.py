@@ -83,5 +83,7 @@ def step_reward(
         "oom_kills": int(result.oom_kills),
         "powered_on_nodes": int(np.sum(~result.node_standby)),
         "pending_pods": int(result.pending_pods),
+        # Each workload's own reward, for training one agent per workload (credit assignment).
+        "workload_rewards": terms.reward.astype(np.float64),
     }
     return reward, info

@@ -9,13 +9,28 @@ import numpy as np
 
 from thrifty.energy import PowerModel
 from thrifty.envs.episode import EpisodeConfig, new_simulator, step_reward
-from thrifty.features import PLACEMENT_ROW_NAMES, node_features, placement_observation
+from thrifty.features import PAIR_FEATURE_NAMES, PLACEMENT_ROW_NAMES, node_features, placement_observation
 from thrifty.harness import Harness
 from thrifty.policy.base import Policy
 from thrifty.policy.heuristic import HeuristicPolicy
 from thrifty.safety import SafetyConfig, choose_node, feasible_nodes
 from thrifty.snapshot import ClusterSnapshot
 from thrifty.traces.model import Trace
+
+
+def decision_regret(pair: np.ndarray, mask: np.ndarray, *, watts_weight: float, traffic_weight: float) -> np.ndarray:
+    """(nodes,) what placing the pod on each node costs at once, against the best feasible node.
+
+    ``pair`` holds :data:`thrifty.features.PAIR_FEATURE_NAMES` columns. The cost is
+    ``watts_weight`` x the added power share beyond the least a feasible node adds, plus
+    ``traffic_weight`` x the dependency traffic fraction the most co-located feasible node
+    would keep local and this one does not. Unitless; 0 everywhere when no node is feasible.
+    """
+    if not mask.any():
+        return np.zeros(len(mask))
+    watts = pair[:, PAIR_FEATURE_NAMES.index("placement_watts_share")]
+    traffic = pair[:, PAIR_FEATURE_NAMES.index("dependency_traffic_fraction")]
+    return watts_weight * (watts - watts[mask].min()) + traffic_weight * (traffic[mask].max() - traffic)
 
 
 class PlacementEnv(gym.Env):
@@ -45,7 +60,17 @@ class PlacementEnv(gym.Env):
 
     **Reward**: the cluster reward (:func:`thrifty.reward.cluster_reward`) summed over the
     simulator steps that elapse after this placement and before the next decision, plus the
-    penalty for a refused action. Placements in the same simulator step earn 0 until it elapses.
+    penalty for a refused action, plus a per-decision term that tells the agent at once what
+    its choice cost (the delayed cluster reward mixes every placement of a step):
+
+    * ``-watts_regret_weight`` x (``placement_watts_share`` of the chosen node minus the least
+      over feasible nodes): power added beyond the cheapest choice, waking a node included;
+    * ``-traffic_regret_weight`` x (the largest ``dependency_traffic_fraction`` minus the
+      chosen node's): dependency traffic sent across nodes that another node would have kept
+      local.
+
+    Both are 0 for a pod whose best node is chosen, and the delayed cluster reward still counts
+    the SLO cost of packing too tight.
 
     **Episode end**: never terminated; truncated once ``EpisodeConfig.episode_steps`` simulator
     steps have elapsed. The final observation then has an all-zero mask.
@@ -64,6 +89,8 @@ class PlacementEnv(gym.Env):
         sizing_policy: Policy | None = None,
         safety: SafetyConfig = SafetyConfig(),
         invalid_action_penalty: float = 1.0,
+        watts_regret_weight: float = 1.0,
+        traffic_regret_weight: float = 0.5,
     ) -> None:
         if max_nodes < 1:
             raise ValueError(f"PlacementEnv.max_nodes: must be >= 1, got {max_nodes}")
@@ -71,12 +98,18 @@ class PlacementEnv(gym.Env):
             raise ValueError(
                 f"PlacementEnv.max_nodes: {max_nodes} is below the scenario's n_nodes {config.scenario.n_nodes}"
             )
+        for name, weight in (("watts_regret_weight", watts_regret_weight),
+                             ("traffic_regret_weight", traffic_regret_weight)):
+            if not weight >= 0:
+                raise ValueError(f"PlacementEnv.{name}: must be >= 0, got {weight}")
         self.traces = tuple(traces)
         self.config = config
         self.max_nodes = max_nodes
         self.sizing_policy = sizing_policy or HeuristicPolicy()
         self.safety = safety
         self.invalid_action_penalty = invalid_action_penalty
+        self.watts_regret_weight = watts_regret_weight
+        self.traffic_regret_weight = traffic_regret_weight
         self.power = PowerModel()
         self.observation_space = gym.spaces.Dict({
             "nodes": gym.spaces.Box(-np.inf, np.inf, shape=(max_nodes, len(PLACEMENT_ROW_NAMES)), dtype=np.float32),
@@ -86,6 +119,7 @@ class PlacementEnv(gym.Env):
         self._fallback = HeuristicPolicy()
         self._harness: Harness | None = None
         self._pod_row = -1
+        self._regret = np.zeros(0)
 
     def _empty_observation(self) -> dict[str, np.ndarray]:
         return {
@@ -114,6 +148,8 @@ class PlacementEnv(gym.Env):
         n = len(snapshot.nodes)
         observation["nodes"][:n] = placed["node_rows"]
         observation["mask"][:n] = placed["mask"]
+        self._regret = decision_regret(placed["pair_features"], placed["mask"], watts_weight=self.watts_regret_weight,
+                                       traffic_weight=self.traffic_regret_weight)
         return observation
 
     def _advance_until_placeable(self) -> tuple[float, dict]:
@@ -167,6 +203,7 @@ class PlacementEnv(gym.Env):
             reward -= self.invalid_action_penalty
             info["refused"] = True
             node = choose_node(snapshot, row, self._fallback.score_nodes(snapshot, row))
+        reward -= float(self._regret[node])
         simulator.bind(pods.names[row], node)
         if self._next_pod(simulator.snapshot()) < 0:
             elapsed, step_info = self._advance_until_placeable()

@@ -72,7 +72,8 @@ class SizingEnv(gym.Env):
     episode for the same actions.
 
     ``info`` carries ``cluster_watts``, ``energy_joules``, ``slo_violations``, ``oom_kills``,
-    ``powered_on_nodes``, ``pending_pods`` and ``fallbacks``.
+    ``powered_on_nodes``, ``pending_pods``, ``fallbacks``, and ``workload_rewards`` (float64
+    (workloads,): each workload's own reward, :func:`thrifty.reward.workload_rewards`).
     """
 
     metadata = {"render_modes": []}
