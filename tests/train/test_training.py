@@ -29,10 +29,19 @@ def test_smoke_run_writes_a_complete_artefact(trained_policy):
     assert set(metadata["normalisation"]) == {"placement", "sizing"}
     with np.load(trained_policy / WEIGHTS_FILE) as weights:
         assert "placement.score.weight" in weights.files and "sizing.replicas.weight" in weights.files
-        assert not any(name.startswith("value_head") for name in weights.files)
+        assert not any(name.startswith("value.") for name in weights.files)
     rows = list(csv.DictReader((trained_policy / "training_metrics.csv").open()))
-    assert [row["task"] for row in rows] == ["placement", "sizing"]
-    assert all(int(row["env_steps"]) > 0 for row in rows)
+    # Iteration 0 is the cloned start, validated before PPO.
+    assert [(row["task"], row["iteration"]) for row in rows] == [
+        ("placement", "0"), ("placement", "1"), ("sizing", "0"), ("sizing", "1")]
+    assert all(int(row["env_steps"]) > 0 for row in rows if row["iteration"] != "0")
+    assert all(float(row["validation_energy_kwh"]) > 0 for row in rows)
+    training = metadata["training"]
+    for task in ("placement", "sizing"):
+        assert training["kept_iteration"][task] in (0, 1)
+        validation = training["validation"][task]
+        assert validation["seeds"] == [100, 101, 102, 103] and validation["steps"] == 10
+        assert validation["kept"]["energy_kwh"] > 0 and validation["heuristic"]["energy_kwh"] > 0
 
 
 def _placement_observations(count: int) -> list[dict]:

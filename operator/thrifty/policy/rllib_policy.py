@@ -42,21 +42,23 @@ class RLlibPolicy(RowPolicy):
         self.info = PolicyInfo(name=artefact.name, version=artefact.version, backend="rllib",
                                feature_schema_version=int(artefact.metadata["feature_schema_version"]))
 
-    def _logits(self, task: str, observation: dict[str, np.ndarray]) -> np.ndarray:
+    def _logits(self, task: str, observation) -> np.ndarray:
         from ray.rllib.core.columns import Columns
 
-        torch = self._torch
-        batch = {Columns.OBS: {k: torch.as_tensor(v[None], dtype=torch.float32) for k, v in observation.items()}}
-        with torch.no_grad():
-            out = self.modules[task].forward_inference(batch)
-        return out[Columns.ACTION_DIST_INPUTS][0].numpy().astype(float)
+        with self._torch.no_grad():
+            out = self.modules[task].forward_inference({Columns.OBS: observation})
+        return out[Columns.ACTION_DIST_INPUTS].numpy().astype(float)
 
     def placement_logits(self, rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        # The modules score rows, so any node count works without padding.
-        logits = self._logits("placement", {"nodes": rows, "mask": mask.astype(np.float32)})
+        # The module scores rows, so any node count works without padding: one observation of
+        # all the nodes.
+        torch = self._torch
+        observation = {"nodes": torch.as_tensor(rows[None], dtype=torch.float32),
+                       "mask": torch.as_tensor(mask[None], dtype=torch.float32)}
+        logits = self._logits("placement", observation)[0]
         return snap_ties(np.where(mask, logits, MASKED_LOGIT))
 
     def sizing_actions(self, rows: np.ndarray) -> np.ndarray:
-        flat = self._logits("sizing", {"workloads": rows, "mask": np.ones(len(rows), dtype=np.float32)})
-        per_workload = flat.reshape(len(rows), sum(SIZING_ACTION_DIMS))
-        return greedy_sizing_actions(tuple(np.split(per_workload, np.cumsum(SIZING_ACTION_DIMS)[:-1], axis=1)))
+        # One agent per workload: the rows are a batch of observations.
+        logits = self._logits("sizing", self._torch.as_tensor(rows, dtype=self._torch.float32))
+        return greedy_sizing_actions(tuple(np.split(logits, np.cumsum(SIZING_ACTION_DIMS)[:-1], axis=1)))

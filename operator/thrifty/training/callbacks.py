@@ -10,6 +10,11 @@ class EpisodeFigures(RLlibCallback):
     """Logs each episode's mean cluster power (W) and mean SLO violations per step."""
 
     def on_episode_end(self, *, episode, metrics_logger=None, **kwargs) -> None:
+        # A multi-agent episode (one agent per workload) repeats the cluster figures in every
+        # agent's info: one agent's are the episode's.
+        agent_episodes = getattr(episode, "agent_episodes", None)
+        if agent_episodes:
+            episode = next(iter(agent_episodes.values()))
         infos = [info for info in episode.get_infos() if "cluster_watts" in info]
         if not infos or metrics_logger is None:
             return

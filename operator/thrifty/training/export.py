@@ -19,8 +19,9 @@ _EXPORTED_PREFIXES = ("placement.", "sizing.")
 
 
 def write_artefact(directory: Path, *, args: dict, results: dict, command: str) -> None:
-    """``results[task]`` holds ``state`` (a state_dict as numpy), ``normaliser``, ``seconds``
-    and ``env_steps``; ``args`` is the training run's :class:`~thrifty.training.train.Args`."""
+    """``results[task]`` holds ``state`` (a state_dict as numpy), ``normaliser``, ``seconds``,
+    ``env_steps``, ``steps_per_second``, ``kept_iteration`` and ``validation``; ``args`` is the
+    training run's :class:`~thrifty.training.train.Args`."""
     weights = {}
     for result in results.values():
         weights.update({k: v for k, v in result["state"].items() if k.startswith(_EXPORTED_PREFIXES)})
@@ -41,6 +42,9 @@ def write_artefact(directory: Path, *, args: dict, results: dict, command: str) 
             "seconds": {task: round(result["seconds"], 1) for task, result in results.items()},
             "env_steps": {task: result["env_steps"] for task, result in results.items()},
             "ppo_env_steps_per_second": {task: round(result["steps_per_second"], 1) for task, result in results.items()},
+            # The PPO iterate exported (0: the behaviour-cloned start) and its validation scores.
+            "kept_iteration": {task: result["kept_iteration"] for task, result in results.items()},
+            "validation": {task: result["validation"] for task, result in results.items()},
         },
     }
     (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
