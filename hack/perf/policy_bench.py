@@ -17,8 +17,9 @@ the network's scores, and the safety pipeline's feasible argmax. The operator pl
 Pending pods of one observation one after another, and the pods' own feature rows (usage
 statistics of the pod and its siblings) are kept between them
 (:class:`thrifty.features.PodFeatureCache`): the p50 and p99 are of those decisions. The
-``cold`` figure is the first decision of a new observation, which computes them. The memory figure comes from a
-fresh process that imports the operator's modules, loads the artefact and places pods; it
+``cold`` figure is the first decision of a new observation, which computes them.
+
+The memory figure comes from a fresh process that imports the operator's modules, loads the artefact and places pods; it
 fails if ray or torch got imported along the way.
 """
 

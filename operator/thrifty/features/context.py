@@ -246,7 +246,7 @@ class PodFeatureCache:
     """
 
     def __init__(self) -> None:
-        self._key: tuple = ()
+        self._key: tuple | None = None
         self._rows: dict[int, np.ndarray] = {}
 
     def features(self, snapshot: ClusterSnapshot, pod_rows: np.ndarray) -> ContainerFeatures:
@@ -254,12 +254,15 @@ class PodFeatureCache:
         pods = snapshot.pods
         key = (snapshot.containers, snapshot.workloads, snapshot.dependencies, pods.cpu_request_millicores,
                pods.cpu_limit_millicores, pods.memory_request_bytes, pods.memory_limit_bytes)
-        if len(key) != len(self._key) or any(a is not b for a, b in zip(key, self._key)):
-            self._key, self._rows = key, {}
+        same = self._key is not None and all(a is b for a, b in zip(key, self._key))
+        # A local reference: a concurrent call that starts a new observation replaces the dict
+        # rather than emptying the one read here.
+        cached = self._rows if same else {}
         rows = [int(r) for r in pod_rows]
-        missing = sorted(set(rows) - self._rows.keys())
+        missing = sorted(set(rows) - cached.keys())
         if missing:
-            self._rows.update(zip(missing, pod_features(snapshot, np.asarray(missing)).matrix))
+            cached.update(zip(missing, pod_features(snapshot, np.asarray(missing)).matrix))
+        self._key, self._rows = key, cached
         if not rows:
             return ContainerFeatures(np.zeros((0, len(CONTAINER_OBSERVATION_NAMES))))
-        return ContainerFeatures(np.stack([self._rows[r] for r in rows]))
+        return ContainerFeatures(np.stack([cached[r] for r in rows]))

@@ -106,4 +106,3 @@ class SizingModule(_RowModule):
 
     def compute_values(self, batch, embeddings=None):
         return self.value["head"](self.value["trunk"](self._normalise(batch[Columns.OBS]))).squeeze(-1)
-

@@ -341,11 +341,10 @@ def train_task(task: str, args: Args, log: Callable[[dict], None], artefact_dir:
         validation_seconds += time.perf_counter() - began
         return score
 
-    state = _module_state(algorithm, task)
-    kept = {"iteration": 0, "state": state}
     if validator is not None:
         reference = validator.score(heuristic, heuristic)
-        kept["score"] = validate(state)
+        state = _module_state(algorithm, task)
+        kept = {"iteration": 0, "state": state, "score": validate(state)}
         _save_checkpoint(algorithm, task, artefact_dir)
         log({"run": args.run_name, "task": task, "iteration": 0, "env_steps": 0,
              "seconds": round(time.perf_counter() - started, 2),
@@ -376,12 +375,11 @@ def train_task(task: str, args: Args, log: Callable[[dict], None], artefact_dir:
             if better(score, kept["score"], reference):
                 kept = {"iteration": iteration, "state": state, "score": score}
                 _save_checkpoint(algorithm, task, artefact_dir)
-        elif validator is None and iteration == args.iterations:
-            kept = {"iteration": iteration, "state": _module_state(algorithm, task)}
         log(row)
         bar.set_postfix(ret=f"{row['episode_return_mean']:.2f}", len=f"{row['episode_len_mean']:.0f}",
                         W=f"{row['cluster_watts_mean']:.0f}", slo=f"{row['slo_violations_mean']:.2f}")
     if validator is None:
+        kept = {"iteration": args.iterations, "state": _module_state(algorithm, task)}
         _save_checkpoint(algorithm, task, artefact_dir)
     algorithm.stop()
     ppo_seconds = time.perf_counter() - ppo_started - validation_seconds

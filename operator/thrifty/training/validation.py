@@ -25,7 +25,7 @@ from thrifty.bench.policies import BuiltPolicy
 from thrifty.bench.runner import run_policy
 from thrifty.bench.scenarios import ScenarioSpec
 from thrifty.datasets import load_split
-from thrifty.features import RunningNormaliser
+from thrifty.features import SCHEMA_VERSION, RunningNormaliser
 from thrifty.policy.artefact import Artefact
 from thrifty.policy.base import Policy
 from thrifty.policy.numpy_policy import NumpyPolicy
@@ -83,9 +83,7 @@ def better(candidate: ValidationScore, best: ValidationScore, reference: Validat
 
 def numpy_policy(task: str, state: dict[str, np.ndarray], normaliser: RunningNormaliser, layers: int) -> NumpyPolicy:
     """The numpy policy of one task's module state, as the exported artefact would serve it."""
-    from thrifty import features
-
     weights = {k: v for k, v in state.items() if k.startswith(f"{task}.")}
-    metadata = {"name": "validation", "version": "training", "feature_schema_version": features.SCHEMA_VERSION}
+    metadata = {"name": "validation", "version": "training", "feature_schema_version": SCHEMA_VERSION}
     return NumpyPolicy(Artefact(directory=Path("."), metadata=metadata, weights=weights,
                                 normalisers={task: normaliser}, hidden_layers=layers))
