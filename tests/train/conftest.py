@@ -11,7 +11,8 @@ import pytest
 def trained_policy(tmp_path_factory) -> Path:
     """An artefact directory from a real, tiny RLlib run: cloning, one PPO iteration per task,
     validated."""
-    from thrifty.training.train import Args, main
+    from thrifty.training.args import Args
+    from thrifty.training.train import main
 
     out = tmp_path_factory.mktemp("policies")
     args = Args(

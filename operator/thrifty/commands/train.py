@@ -1,6 +1,6 @@
 """``thrifty train``: train and export a policy (needs ``pip install 'thrifty[train]'``).
 
-The flags are generated from :class:`thrifty.training.train.Args`, so the dataclass stays the
+The flags are generated from :class:`thrifty.training.args.Args`, so the dataclass stays the
 one place where a setting, its default and its documentation live.
 """
 
@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train the placement and sizing policies with RLlib PPO on the trace-driven simulator "
                     "(behaviour-cloned from the heuristic first), then export them for numpy serving.",
     )
-    from thrifty.training.train import Args  # imports neither ray nor torch
+    from thrifty.training.args import Args  # imports neither ray, torch nor gymnasium
 
     docs = _field_docs(Args)
     for field in dataclasses.fields(Args):
@@ -58,7 +58,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"thrifty train: {', '.join(missing)} not installed; install the training extra: "
               "pip install 'thrifty[train]'", file=sys.stderr)
         return 2
-    from thrifty.training.train import Args, main
+    from thrifty.training.args import Args
+    from thrifty.training.train import main
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(Args)}
     try:

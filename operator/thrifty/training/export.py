@@ -21,7 +21,7 @@ _EXPORTED_PREFIXES = ("placement.", "sizing.")
 def write_artefact(directory: Path, *, args: dict, results: dict, command: str) -> None:
     """``results[task]`` holds ``state`` (a state_dict as numpy), ``normaliser``, ``seconds``,
     ``env_steps``, ``steps_per_second``, ``kept_iteration`` and ``validation``; ``args`` is the
-    training run's :class:`~thrifty.training.train.Args`."""
+    training run's :class:`~thrifty.training.args.Args`."""
     weights = {}
     for result in results.values():
         weights.update({k: v for k, v in result["state"].items() if k.startswith(_EXPORTED_PREFIXES)})
