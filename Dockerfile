@@ -1,6 +1,7 @@
 # The operator's image: `thrifty run` on a slim Python 3.11, as a non-root user, with the policies
-# of policies/ under /opt/thrifty/policies. No ray, no torch: the operator serves policies in
-# numpy (the `train` extra is for training, never installed here).
+# of policies/ under /opt/thrifty/policies. Only the runtime dependencies (requirements/image.lock):
+# no ray, torch, gymnasium or matplotlib; the operator serves policies in numpy, and the `sim`,
+# `bench` and `train` extras are never installed here.
 #
 #   docker build -t REGISTRY/thrifty:0.1.0 .
 #
@@ -19,10 +20,14 @@ WORKDIR /src
 # .dockerignore lets in only what the package and the policies need.
 COPY . .
 # The base image's pip installs into a venv that has none: pip and setuptools stay out of the
-# image. policies/ may hold no policy yet (git keeps no empty directory): create it so the COPY
+# image. The dependencies come from the lock, every file checked against its hash, so two builds
+# of one commit install the same bytes; the package itself then goes in without resolving
+# anything. policies/ may hold no policy yet (git keeps no empty directory): create it so the COPY
 # below always has a source, and the operator falls back to its heuristic, loudly, until one ships.
+# tests/cluster/test_install.py runs this very command to build the environment it tests.
 RUN python -m venv --without-pip /opt/venv \
-    && pip --python /opt/venv/bin/python install --no-cache-dir /src \
+    && pip --python /opt/venv/bin/python install --no-cache-dir --require-hashes -r /src/requirements/image.lock \
+    && pip --python /opt/venv/bin/python install --no-cache-dir --no-deps /src \
     && mkdir -p /src/policies
 
 FROM ${PYTHON_IMAGE}

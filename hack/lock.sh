@@ -13,5 +13,6 @@ if [[ -n "${UPGRADE:-}" ]]; then common+=(--upgrade); fi
 
 "$uv" pip compile pyproject.toml "${common[@]}" --generate-hashes \
   --custom-compile-command hack/lock.sh -o requirements/image.lock
-"$uv" pip compile pyproject.toml "${common[@]}" --all-extras --group dev \
+# Constrained by the image's pins, so development tests the versions the image ships.
+"$uv" pip compile pyproject.toml "${common[@]}" --all-extras --group dev --constraint requirements/image.lock \
   --custom-compile-command hack/lock.sh -o requirements/dev.lock

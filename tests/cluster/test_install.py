@@ -3,14 +3,17 @@
 permissions of its own ServiceAccount.
 
 No image can be built here, so the operator runs as a local process, but as the Deployment
-runs it: the installed Deployment's own args, watching the whole cluster, authenticated with a
-token of the `thrifty` ServiceAccount (TokenRequest, as the kubelet mounts it in the pod), so
-every call it and kopf make goes through the ClusterRole of manifests/rbac.yaml.
+runs it: from an environment built by the Dockerfile's own command (the hashed lock, then the
+package; tests/support/image_env.py), with the installed Deployment's own args, watching the
+whole cluster, authenticated with a token of the `thrifty` ServiceAccount (TokenRequest, as the
+kubelet mounts it in the pod), so every call it and kopf make goes through the ClusterRole of
+manifests/rbac.yaml.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import urllib.request
 from pathlib import Path
@@ -19,8 +22,8 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, Cluster
+from tests.support import image_env
 from tests.support.operator import (
-    THRIFTY,
     Kubectl,
     Operator,
     create_namespace,
@@ -109,17 +112,19 @@ def deployment_args(cluster: Cluster) -> list[str]:
 
 
 class InstalledOperator(Operator):
-    """``thrifty run`` with the Deployment's args and the ServiceAccount's identity. Later flags
-    win in argparse: ``extra_args`` move the ports to free ones on loopback and shorten the
-    intervals so that the test takes seconds."""
+    """``thrifty run`` from the image's environment, with the Deployment's args and the
+    ServiceAccount's identity. Later flags win in argparse: ``extra_args`` move the ports to free
+    ones on loopback and shorten the intervals so that the test takes seconds."""
 
-    def __init__(self, cluster: Cluster, *, kubeconfig: Path, log_path: Path, extra_args: list[str]) -> None:
+    def __init__(self, cluster: Cluster, *, bin_dir: Path, kubeconfig: Path, log_path: Path,
+                 extra_args: list[str]) -> None:
         # The base class's args (one namespace, the test policy) are replaced: this one runs as
-        # installed, over the whole cluster.
+        # installed, over the whole cluster, with the image's packages and nothing from the checkout.
         super().__init__(cluster, namespace=NAMESPACE, log_path=log_path)
+        self.env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
         self.health_port = free_port()
         self.args = [
-            str(THRIFTY), "run", *deployment_args(cluster), "--kubeconfig", str(kubeconfig),
+            str(bin_dir / "thrifty"), "run", *deployment_args(cluster), "--kubeconfig", str(kubeconfig),
             f"--metrics-port={self.metrics_port}", "--metrics-address=127.0.0.1",
             f"--liveness=http://127.0.0.1:{self.health_port}/healthz", *extra_args,
         ]
@@ -143,9 +148,16 @@ def installed(cluster: Cluster) -> Cluster:
 
 
 @pytest.fixture(scope="module")
-def operator(installed: Cluster, tmp_path_factory: pytest.TempPathFactory) -> InstalledOperator:
+def image_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``bin/`` of an environment built by the Dockerfile's own command (tests.support.image_env)."""
+    return image_env.build(tmp_path_factory.mktemp("image"))
+
+
+@pytest.fixture(scope="module")
+def operator(installed: Cluster, image_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> InstalledOperator:
     tmp = tmp_path_factory.mktemp("install")
-    op = InstalledOperator(installed, kubeconfig=service_account_kubeconfig(installed, tmp / "thrifty.kubeconfig"),
+    op = InstalledOperator(installed, bin_dir=image_bin,
+                           kubeconfig=service_account_kubeconfig(installed, tmp / "thrifty.kubeconfig"),
                            log_path=tmp / "thrifty-run.log", extra_args=FAST)
     op.start()
     yield op
@@ -235,3 +247,19 @@ def test_operator_does_its_whole_job_as_its_service_account(operator: InstalledO
     assert peering.get("status"), "no keep-alive in the ClusterKopfPeering: peering is not running"
     assert operator.healthz() == 200
     assert not operator.denials(), "the API server denied the ServiceAccount:\n" + "\n".join(operator.denials())
+
+
+def test_image_environment_has_none_of_the_extras(image_bin: Path) -> None:
+    """The image's environment cannot even import what only the extras bring."""
+    assert image_env.installed(image_bin) == [], "the image's environment would carry extras' packages"
+
+
+def test_operator_runs_lean_from_the_image_environment(operator: InstalledOperator) -> None:
+    """The running `thrifty run` of the whole-job test maps no file of ray, torch, gymnasium or
+    matplotlib, and its Python is the image's environment, not the development one."""
+    assert operator.process is not None and operator.process.poll() is None, operator.log_tail()
+    files = image_env.loaded_files(operator.process.pid)
+    heavy = sorted({f for f in files for m in image_env.EXTRAS_ONLY if f"/site-packages/{m}/" in f})
+    assert not heavy, f"thrifty run loaded {heavy[:5]}"
+    dev_env = str(Path(os.path.realpath(REPO / ".venv")))
+    assert not any(f.startswith(dev_env) for f in files), "thrifty run used the development environment"

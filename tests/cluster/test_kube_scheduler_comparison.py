@@ -22,6 +22,8 @@ from thrifty.traces import load_openb_pods
 
 PODS = 100
 REQUEST_SCALE = 0.08
+MIN_RATE_RATIO = 0.5
+"""Thrifty's pods/s over kube-scheduler's, at least."""
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +64,21 @@ def test_figures_are_sane(cluster: Cluster, runs) -> None:
     for run in runs.values():
         assert 1 <= run.powered_on_nodes <= nodes
         assert nodes * smallest_standby <= run.energy_watts <= nodes * largest_peak
-        assert run.pods_per_second > 0
         assert 0 <= run.latency_p50_ms <= run.latency_p99_ms < 300_000
         assert 0 <= run.condition_latency_p50_s <= run.condition_latency_p99_s
         assert all(math.isfinite(v) for v in (run.energy_watts, run.pods_per_second, run.latency_p99_ms))
+
+
+def test_thrifty_binds_at_least_half_kube_schedulers_rate(runs) -> None:
+    """Pods bound per second, both measured in this run on this machine, so the ratio does not
+    depend on how busy the machine is. A floor, so that a regression in Thrifty's placement path
+    fails here; the target (0.8x on a 1,000-node burst) is `thrifty bench --cluster`'s to show."""
+    default, thrifty = runs[DEFAULT_SCHEDULER], runs[THRIFTY_SCHEDULER]
+    assert math.isfinite(default.pods_per_second) and default.pods_per_second > 0
+    ratio = thrifty.pods_per_second / default.pods_per_second
+    assert ratio >= MIN_RATE_RATIO, (
+        f"Thrifty bound {thrifty.pods_per_second:.1f} pods/s, kube-scheduler {default.pods_per_second:.1f}: "
+        f"{ratio:.2f}x < {MIN_RATE_RATIO}x")
 
 
 def test_thrifty_packs_where_kube_scheduler_spreads(runs) -> None:

@@ -74,10 +74,11 @@ class Operator:
             "--interval-seconds", str(interval_seconds), "--policy", policy, *extra_args,
         ]
         self.process: subprocess.Popen | None = None
+        self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        """The process's environment: the test policies live in the checkout, not in the package."""
 
     def start(self) -> Operator:
-        # The test policies live in the checkout, not in the installed package.
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        env = self.env
         with self.log_path.open("a") as log:
             log.write(f"\n===== {' '.join(self.args)}\n")
             log.flush()
@@ -126,12 +127,18 @@ class Operator:
         raise AssertionError(f"GET /metrics on port {self.metrics_port} failed: {failures}")
 
     def sample(self, family: str, sample: str | None = None, **labels: str) -> float | None:
-        """The value of one sample (``sample`` defaults to the family name), or None if absent."""
+        """The value of one sample (``sample`` defaults to the family name), or None if no sample
+        has those labels yet. A family or sample name that the scrape does not have at all is a
+        mistake in the test, not an absent value: AssertionError (the parser drops ``_total``
+        from a counter's family name, keeping it on the samples)."""
         metrics = self.scrape()
-        if family not in metrics:
-            return None
-        for s in metrics[family].samples:
-            if s.name == (sample or family) and all(s.labels.get(k) == v for k, v in labels.items()):
+        assert family in metrics, (f"no metric family {family!r} on /metrics; families like it: "
+                                   f"{sorted(n for n in metrics if n.startswith(family[:12]))}")
+        name = sample or family
+        samples = [s for s in metrics[family].samples if s.name == name]
+        assert samples, f"family {family!r} has no sample {name!r}: {sorted({s.name for s in metrics[family].samples})}"
+        for s in samples:
+            if all(s.labels.get(k) == v for k, v in labels.items()):
                 return s.value
         return None
 

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from tests.conftest import Cluster
+from thrifty.metrics import FALLBACK_KINDS
 from tests.support.operator import (
     Kubectl,
     Operator,
@@ -46,6 +47,8 @@ def test_operator_serves_the_trained_artefact(cluster: Cluster, namespace: str, 
         assert status["policy"]["fallback"] is False, operator.log_tail()
         info = operator.sample("thrifty_policy_info", name="smoke", backend="numpy")
         assert info == 1.0
-        assert not operator.sample("thrifty_policy_fallbacks_total", "thrifty_policy_fallbacks_total", kind="load")
+        for kind in FALLBACK_KINDS:
+            assert operator.sample("thrifty_policy_fallbacks", "thrifty_policy_fallbacks_total", kind=kind) == 0.0, (
+                f"the heuristic stood in for the trained policy ({kind}): {operator.log_tail()}")
     finally:
         operator.stop()

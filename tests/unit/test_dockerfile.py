@@ -1,7 +1,8 @@
 """The Dockerfile: hadolint finds nothing, and the image agrees with the Deployment that runs it.
 
 No image can be built here (no container engine), so what hadolint cannot know is checked from
-the text: a pinned base, a numeric non-root user (the Deployment's runAsUser), no ray or torch,
+the text: a pinned base, a numeric non-root user (the Deployment's runAsUser), the hashed lock
+with nothing of the extras,
 the policies where the Deployment's --policy looks, the ports the Deployment names.
 """
 
@@ -21,7 +22,6 @@ import yaml
 from tests.conftest import REPO
 
 DOCKERFILE = REPO / "Dockerfile"
-TRAINING_ONLY = ("ray", "torch")
 
 
 def _hadolint() -> str:
@@ -88,15 +88,51 @@ def test_entrypoint_is_the_operator() -> None:
     assert entrypoint == ["thrifty", "run"]
 
 
-def test_no_training_dependencies() -> None:
-    """The image installs the package without extras, and no base dependency pulls ray or torch."""
-    for keyword, arguments in _instructions():
-        if keyword == "RUN":
-            assert "[train]" not in arguments and not re.search(r"\b(ray|torch)\b", arguments), arguments
+def _pins(lock: Path) -> dict[str, str]:
+    """``name -> version`` of a lock file's ``name==version`` lines."""
+    pins = {}
+    for line in lock.read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_.\-]+)==(\S+)", line)
+        if match:
+            pins[re.sub(r"[-_.]+", "-", match.group(1)).lower()] = match.group(2)
+    return pins
+
+
+def _requirement_name(requirement: str) -> str:
+    return re.sub(r"[-_.]+", "-", re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0]).lower()
+
+
+def test_installs_the_hashed_lock_then_the_package_alone() -> None:
+    """The image's environment is the lock, checked by hash, and then Thrifty without resolving."""
+    [run] = [a for k, a in _instructions() if k == "RUN" and "/opt/venv" in a]
+    assert "--require-hashes -r /src/requirements/image.lock" in run, run
+    assert "--no-deps /src" in run, run
+    lock = (REPO / "requirements" / "image.lock").read_text()
+    blocks = re.split(r"\n(?=[A-Za-z0-9])", lock.split("\n", 2)[2] if lock.startswith("#") else lock)
+    for block in blocks:
+        if "==" in block:
+            assert "--hash=sha256:" in block, f"requirements/image.lock: no hash for {block.splitlines()[0]}"
+
+
+def test_image_lock_holds_the_runtime_and_nothing_of_the_extras() -> None:
+    """Every runtime dependency is pinned; nothing only an extra needs (ray, torch, gymnasium,
+    matplotlib, scipy, tqdm, the synchronous client) is in the image."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pins = _pins(REPO / "requirements" / "image.lock")
     for requirement in project["dependencies"]:
-        name = re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0].lower()
-        assert name not in TRAINING_ONLY, f"pyproject.toml dependencies: {requirement} belongs in the train extra"
+        assert _requirement_name(requirement) in pins, f"requirements/image.lock lacks {requirement}: run hack/lock.sh"
+    extras_only = {_requirement_name(r) for reqs in project["optional-dependencies"].values() for r in reqs}
+    extras_only -= {"thrifty"} | {_requirement_name(r) for r in project["dependencies"]}
+    assert {"ray", "torch", "gymnasium", "matplotlib"} <= extras_only
+    assert not extras_only & pins.keys(), f"the image would carry {sorted(extras_only & pins.keys())}"
+
+
+def test_dev_lock_matches_the_image_lock() -> None:
+    """Development tests the versions the image ships: every pin of the image lock is the same in
+    the development lock (hack/lock.sh writes both from one resolution's constraints)."""
+    image, dev = _pins(REPO / "requirements" / "image.lock"), _pins(REPO / "requirements" / "dev.lock")
+    differ = {name: (version, dev.get(name)) for name, version in image.items() if dev.get(name) != version}
+    assert not differ, f"image.lock and dev.lock disagree (image, dev): {differ}; run hack/lock.sh"
 
 
 def test_policies_ship_where_the_deployment_looks() -> None:
@@ -114,9 +150,9 @@ def test_exposes_the_deployments_ports() -> None:
 
 
 def test_build_context_is_an_allow_list() -> None:
-    """.dockerignore lets in only the package and the policies (no .venv, traces or tests)."""
+    """.dockerignore lets in only the package, its lock and the policies (no .venv, traces or tests)."""
     lines = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
              if line.strip() and not line.startswith("#")]
     assert lines[0] == "*", ".dockerignore must start by excluding everything"
     allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "operator", "policies"}, allowed
+    assert allowed == {"pyproject.toml", "README.md", "requirements/image.lock", "operator", "policies"}, allowed

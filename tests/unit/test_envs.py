@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pickle
 
+import warnings
+
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
@@ -26,6 +28,9 @@ def make_placement() -> PlacementEnv:
     return PlacementEnv(traces=load_split("train"), config=CONFIG, max_nodes=8)
 
 
+KEEP_STEPS = 10
+"""Steps of the keep-action test: long enough for any resize to have taken effect."""
+
 ENVS = [pytest.param(make_sizing, id="sizing"), pytest.param(make_placement, id="placement")]
 
 
@@ -44,7 +49,11 @@ def rollout(env, seed: int, steps: int = 12) -> list[tuple]:
 
 @pytest.mark.parametrize("make", ENVS)
 def test_check_env_passes(make):
-    check_env(make(), skip_render_check=True)
+    """Gymnasium's checker, with each of its warnings an error (it warns rather than fails on
+    many API breaches: unbounded spaces, wrong dtypes, non-deterministic resets)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(make(), skip_render_check=True)
 
 
 @pytest.mark.parametrize("make", ENVS)
@@ -125,9 +134,19 @@ def test_sizing_keep_action_changes_no_size():
     from thrifty.actions import KEEP_ACTION
 
     before = env._harness.simulator.snapshot()
-    env.step(np.tile(KEEP_ACTION, env.max_workloads))
+    # Several steps: a resize the simulator accepts in one step shows in the next snapshot.
+    for _ in range(KEEP_STEPS):
+        env.step(np.tile(KEEP_ACTION, env.max_workloads))
     after = env._harness.simulator.snapshot()
     np.testing.assert_array_equal(before.workloads.replicas, after.workloads.replicas)
+    # Every pod and container keeps its requests and limits (a pod restarted after an OOM kill
+    # keeps its size too: the simulator restarts it in place, under the same name).
+    assert before.pods.names == after.pods.names
+    assert len(before.containers.names) == len(after.containers.names) > 0
+    for table in ("pods", "containers"):
+        for column in ("cpu_request_millicores", "cpu_limit_millicores", "memory_request_bytes", "memory_limit_bytes"):
+            np.testing.assert_array_equal(getattr(getattr(before, table), column), getattr(getattr(after, table), column),
+                                          err_msg=f"{table}.{column} changed under the keep action")
 
 
 def _pair(watts: list[float], traffic: list[float]) -> np.ndarray:

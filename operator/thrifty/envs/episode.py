@@ -14,6 +14,11 @@ from thrifty.sim import Simulator, StepResult, build_scenario
 from thrifty.snapshot import ClusterSnapshot
 from thrifty.traces.model import Trace
 
+FINITE_FLOAT32 = float(np.finfo(np.float32).max)
+"""Bound of the feature observations: any finite float32. The features (watts, bytes, ratios) have
+no natural bound, but they are always finite; an infinite bound would let inf pass as a valid
+observation, and Gymnasium's checker rightly warns about it."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class EpisodeConfig:

@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 
 from thrifty.energy import PowerModel
-from thrifty.envs.episode import EpisodeConfig, new_simulator, step_reward
+from thrifty.envs.episode import FINITE_FLOAT32, EpisodeConfig, new_simulator, step_reward
 from thrifty.features import PAIR_FEATURE_NAMES, PLACEMENT_ROW_NAMES, node_features, placement_observation
 from thrifty.harness import Harness
 from thrifty.policy.base import Policy
@@ -112,7 +112,7 @@ class PlacementEnv(gym.Env):
         self.traffic_regret_weight = traffic_regret_weight
         self.power = PowerModel()
         self.observation_space = gym.spaces.Dict({
-            "nodes": gym.spaces.Box(-np.inf, np.inf, shape=(max_nodes, len(PLACEMENT_ROW_NAMES)), dtype=np.float32),
+            "nodes": gym.spaces.Box(-FINITE_FLOAT32, FINITE_FLOAT32, shape=(max_nodes, len(PLACEMENT_ROW_NAMES)), dtype=np.float32),
             "mask": gym.spaces.Box(0, 1, shape=(max_nodes,), dtype=np.int8),
         })
         self.action_space = gym.spaces.Discrete(max_nodes)

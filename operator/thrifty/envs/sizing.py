@@ -10,7 +10,7 @@ import numpy as np
 
 from thrifty.actions import KEEP_ACTION, SIZING_ACTION_DIMS, SizingProposal, decode_sizing
 from thrifty.energy import PowerModel
-from thrifty.envs.episode import EpisodeConfig, new_simulator, step_reward
+from thrifty.envs.episode import FINITE_FLOAT32, EpisodeConfig, new_simulator, step_reward
 from thrifty.features import WORKLOAD_FEATURE_NAMES, workload_features
 from thrifty.harness import Harness
 from thrifty.policy.base import Policy, PolicyInfo
@@ -97,7 +97,7 @@ class SizingEnv(gym.Env):
         self.power = PowerModel()
         features = len(WORKLOAD_FEATURE_NAMES)
         self.observation_space = gym.spaces.Dict({
-            "workloads": gym.spaces.Box(-np.inf, np.inf, shape=(max_workloads, features), dtype=np.float32),
+            "workloads": gym.spaces.Box(-FINITE_FLOAT32, FINITE_FLOAT32, shape=(max_workloads, features), dtype=np.float32),
             "mask": gym.spaces.Box(0, 1, shape=(max_workloads,), dtype=np.int8),
         })
         self.action_space = gym.spaces.MultiDiscrete(np.tile(SIZING_ACTION_DIMS, max_workloads))
