@@ -74,11 +74,12 @@ def keep_proposal(snapshot: ClusterSnapshot) -> SizingProposal:
     )
 
 
-def valid_proposal_rows(snapshot: ClusterSnapshot, proposal: object) -> np.ndarray:
+def valid_proposal_rows(snapshot: ClusterSnapshot, proposal: SizingProposal) -> np.ndarray:
     """bool (workloads,): the workloads whose part of ``proposal`` is well formed.
 
     Replicas must be finite, integral and >= 0; requests finite and >= 0. A proposal of the wrong
-    type or shape is broken for every workload.
+    type or shape (a policy is a plug-in, so its output is checked at run time too) is broken for
+    every workload.
     """
     n, c = len(snapshot.workloads), len(snapshot.containers)
     try:
@@ -142,7 +143,9 @@ def _proportional_limit(limit: float, request: float, new_request: float) -> flo
     return new_request * (limit / request)
 
 
-def with_requests(current: ContainerResources, cpu_request_millicores: float, memory_request_bytes: float) -> ContainerResources:
+def with_requests(
+    current: ContainerResources, cpu_request_millicores: float, memory_request_bytes: float
+) -> ContainerResources:
     """``current`` resized to new requests, limits following proportionally."""
     return ContainerResources(
         cpu_request_millicores=cpu_request_millicores,

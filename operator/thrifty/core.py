@@ -20,6 +20,7 @@ from thrifty.actions import (
     ContainerResources,
     SizingProposal,
     container_groups,
+    keep_proposal,
     usage_targets,
     valid_proposal_rows,
     with_requests,
@@ -165,7 +166,9 @@ def pods_to_remove(snapshot: ClusterSnapshot, workload: int, count: int) -> tupl
     return tuple(int(r) for r in rows[order][:count])
 
 
-def _horizontal_reason(snapshot: ClusterSnapshot, workload: int, current: int, target: int, limited_by: str | None) -> str:
+def _horizontal_reason(
+    snapshot: ClusterSnapshot, workload: int, current: int, target: int, limited_by: str | None
+) -> str:
     workloads = snapshot.workloads
     latency = workloads.latency_p95_seconds[workload] * 1000
     slo = workloads.slo_latency_p95_seconds[workload] * 1000
@@ -219,7 +222,9 @@ def _spend(room: np.ndarray, row_nodes: np.ndarray, growth: np.ndarray) -> None:
     room -= np.maximum(net, 0.0)
 
 
-def _sizing_proposal(snapshot: ClusterSnapshot, policy: Policy, fallback: Policy) -> tuple[SizingProposal, list[str | None]]:
+def _sizing_proposal(
+    snapshot: ClusterSnapshot, policy: Policy, fallback: Policy
+) -> tuple[SizingProposal, list[str | None]]:
     """The policy's proposal, with the fallback's for every workload the policy got wrong."""
     n = len(snapshot.workloads)
     reasons: list[str | None] = [None] * n
@@ -230,7 +235,8 @@ def _sizing_proposal(snapshot: ClusterSnapshot, policy: Policy, fallback: Policy
     except Exception as error:  # a policy may fail in any way; the heuristic takes over
         proposal, valid, problem = None, np.zeros(n, dtype=bool), f"failed: {error}"
     if valid.all():
-        return proposal, reasons
+        # Without a proposal only when a policy failed on a cluster with no workloads: nothing to size.
+        return (proposal if proposal is not None else keep_proposal(snapshot)), reasons
     backup = fallback.size(snapshot)
     if not valid_proposal_rows(snapshot, backup).all():
         raise InvalidPolicyOutput(f"fallback policy {fallback.info.name} proposed invalid sizes")

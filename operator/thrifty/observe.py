@@ -246,17 +246,21 @@ def _tolerates(tolerations: Sequence[Mapping], taint: Mapping) -> bool:
 
 def _match_expression(labels: Mapping[str, str], expression: Mapping) -> bool:
     key, operator, values = expression.get("key"), expression.get("operator"), expression.get("values") or []
+    # The node's value of the label; None when it has no such label (or the expression no key).
+    value = labels.get(key) if isinstance(key, str) else None
     if operator == "In":
-        return labels.get(key) in values
+        return value in values
     if operator == "NotIn":
-        return labels.get(key) not in values
+        return value not in values
     if operator == "Exists":
-        return key in labels
+        return value is not None
     if operator == "DoesNotExist":
-        return key not in labels
+        return value is None
     if operator in ("Gt", "Lt"):
+        if value is None:
+            return False
         try:
-            have, want = int(labels[key]), int(values[0])
+            have, want = int(value), int(values[0])
         except (KeyError, IndexError, ValueError):
             return False
         return have > want if operator == "Gt" else have < want
@@ -575,7 +579,7 @@ def build_snapshot(
         cpu_usage_millicores=np.array([node_usage_now.get(n, (math.nan,) * 2)[0] for n in node_names], dtype=float),
         memory_usage_bytes=np.array([node_usage_now.get(n, (math.nan,) * 2)[1] for n in node_names], dtype=float),
         power_class=tuple((n["metadata"].get("labels") or {}).get(POWER_CLASS_LABEL) or power_class_for_cpu(c)
-                          for n, c in zip(nodes, cpu_capacity)),
+                          for n, c in zip(nodes, cpu_capacity, strict=True)),
         schedulable=schedulable,
         standby=standby_marked & (pods_on_node == 0),
     )
@@ -610,9 +614,8 @@ def build_snapshot(
         memory_min_bytes=bounds_array[:, 2].copy(),
         memory_max_bytes=bounds_array[:, 3].copy(),
     )
-    primary = [next(iter(w.container_bounds.values()), None) for w in workloads]
     nan_bounds = ContainerBounds(math.nan, math.nan, math.nan, math.nan)
-    primary = [b or nan_bounds for b in primary]
+    primary = [next(iter(w.container_bounds.values()), nan_bounds) for w in workloads]
     workload_table = WorkloadTable(
         names=tuple(w.key for w in workloads),
         replicas=np.bincount(pod_workload[pod_workload >= 0], minlength=len(workloads)).astype(np.int64),
@@ -639,7 +642,7 @@ def _dependencies(workloads: Sequence[WorkloadSpec], row: Mapping[str, int]) -> 
              if target in row and target != w.key]
     if not edges:
         return empty_dependencies()
-    source, target, weight = zip(*edges)
+    source, target, weight = zip(*edges, strict=True)
     return DependencyTable(source=np.array(source, dtype=np.int64), target=np.array(target, dtype=np.int64),
                            weight=np.array(weight, dtype=float))
 

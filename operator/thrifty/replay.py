@@ -328,11 +328,14 @@ def split_cpu(total_millicores: float, replicas: Sequence[ReplicaCpu]) -> np.nda
     return np.minimum(max(total_millicores, 0.0) / len(replicas), limits)
 
 
+_DEFAULT_LATENCY = LatencyModelConfig()
+
+
 def modelled_latency_p95_seconds(
     demand: Demand,
     replicas: Sequence[ReplicaCpu],
     cpu_seconds_per_request: float,
-    config: LatencyModelConfig = LatencyModelConfig(),
+    config: LatencyModelConfig = _DEFAULT_LATENCY,
 ) -> tuple[float, float]:
     """The modelled p95 response time (seconds) and utilisation (0..1, inf) of one workload.
 

@@ -20,6 +20,7 @@ This module imports neither kopf nor a Kubernetes client.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,7 +32,7 @@ NO_WORKLOAD = -1
 """Index stored in ``workload_index`` for a pod that belongs to no RLWorkload."""
 
 
-def _check_lengths(table: object, names: tuple[str, ...], columns: dict[str, np.ndarray]) -> None:
+def _check_lengths(table: object, names: tuple[str, ...], columns: Mapping[str, np.ndarray | tuple[str, ...]]) -> None:
     n = len(names)
     for column, values in columns.items():
         # len() of a tuple of names, rather than np.shape, which would copy it into an array.
@@ -171,11 +172,13 @@ class ContainerTable:
     """Cumulative count of CFS periods in which the container was throttled (over the window)."""
     oom_kills_total: np.ndarray
     """Cumulative count of OOM kills of the container (over the window)."""
-    cpu_min_millicores: np.ndarray | None = None
+    # None (the default) is replaced by a NaN column in __post_init__, so once built these are
+    # always arrays; the ignores only let the constructor take None.
+    cpu_min_millicores: np.ndarray = None  # type: ignore[assignment]
     """Vertical bound from the RLWorkload's ``spec.containers`` (NaN: unbounded). None fills NaN."""
-    cpu_max_millicores: np.ndarray | None = None
-    memory_min_bytes: np.ndarray | None = None
-    memory_max_bytes: np.ndarray | None = None
+    cpu_max_millicores: np.ndarray = None  # type: ignore[assignment]
+    memory_min_bytes: np.ndarray = None  # type: ignore[assignment]
+    memory_max_bytes: np.ndarray = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         for bound in ("cpu_min_millicores", "cpu_max_millicores", "memory_min_bytes", "memory_max_bytes"):

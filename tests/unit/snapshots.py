@@ -37,8 +37,11 @@ def make_snapshot(
     pod_node = np.array([p.get("node", -1) for p in pods], dtype=np.int64)
     pod_cpu = np.array([p.get("cpu", 100.0) for p in pods], dtype=float)
     pod_memory = np.array([p.get("memory", 128 * MI) for p in pods], dtype=float)
-    requested_cpu = np.bincount(pod_node[pod_node >= 0], weights=pod_cpu[pod_node >= 0], minlength=n) if len(pods) else np.zeros(n)
-    requested_memory = np.bincount(pod_node[pod_node >= 0], weights=pod_memory[pod_node >= 0], minlength=n) if len(pods) else np.zeros(n)
+    bound = pod_node >= 0
+    requested_cpu = np.bincount(pod_node[bound], weights=pod_cpu[bound], minlength=n) if len(pods) else np.zeros(n)
+    requested_memory = (
+        np.bincount(pod_node[bound], weights=pod_memory[bound], minlength=n) if len(pods) else np.zeros(n)
+    )
     usage = np.array([p.get("usage", np.nan) for p in pods], dtype=float)
     memory_usage = np.array([p.get("memory_usage", np.nan) for p in pods], dtype=float)
     nodes = NodeTable(
@@ -86,7 +89,9 @@ def make_snapshot(
         memory_max_bytes=np.array([b.get("memory_max", np.nan) for b in bounds], dtype=float),
     )
     k = len(workloads)
-    replicas = np.bincount(workload_index[workload_index >= 0], minlength=k) if len(pods) else np.zeros(k, dtype=np.int64)
+    replicas = (
+        np.bincount(workload_index[workload_index >= 0], minlength=k) if len(pods) else np.zeros(k, dtype=np.int64)
+    )
     workload_table = WorkloadTable(
         names=tuple(f"default/w{i}" for i in range(k)),
         replicas=replicas.astype(np.int64),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-
 import warnings
 
 import numpy as np
@@ -145,7 +144,8 @@ def test_sizing_keep_action_changes_no_size():
     assert len(before.containers.names) == len(after.containers.names) > 0
     for table in ("pods", "containers"):
         for column in ("cpu_request_millicores", "cpu_limit_millicores", "memory_request_bytes", "memory_limit_bytes"):
-            np.testing.assert_array_equal(getattr(getattr(before, table), column), getattr(getattr(after, table), column),
+            np.testing.assert_array_equal(getattr(getattr(before, table), column),
+                                          getattr(getattr(after, table), column),
                                           err_msg=f"{table}.{column} changed under the keep action")
 
 
@@ -168,7 +168,8 @@ def _pair(watts: list[float], traffic: list[float]) -> np.ndarray:
     ],
 )
 def test_decision_regret(watts, traffic, mask, weights, expected):
-    regret = decision_regret(_pair(watts, traffic), np.asarray(mask), watts_weight=weights[0], traffic_weight=weights[1])
+    regret = decision_regret(_pair(watts, traffic), np.asarray(mask),
+                             watts_weight=weights[0], traffic_weight=weights[1])
     np.testing.assert_allclose(regret, expected)
 
 

@@ -327,7 +327,7 @@ def test_bitbrains_averages_duplicates_and_follows_a_drifting_clock(tmp_path: Pa
     # 160 s off a fixed 300 s grid. A duplicated first sample averages into one bin.
     times = np.concatenate([[0], np.cumsum([0] + [300, 300, 340] * 5)])
     usage = [1000, 3000] + [500] * 15
-    rows = [f"{t};\t4;\t4000;\t{u};\t0;\t1024;\t512;\t0" for t, u in zip(times, usage)]
+    rows = [f"{t};\t4;\t4000;\t{u};\t0;\t1024;\t512;\t0" for t, u in zip(times, usage, strict=True)]
     path = write(tmp_path, "drift.csv", "\n".join([BITBRAINS_HEADER, *rows]) + "\n")
     (vm,) = load_bitbrains(path).containers
     assert vm.step_seconds == 300

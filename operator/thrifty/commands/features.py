@@ -143,7 +143,7 @@ def trace_features(containers: Sequence[ContainerUsage], window: int) -> np.ndar
     steps = np.array([container.step_seconds for container in containers])
     for step in np.unique(steps):
         rows = np.flatnonzero(steps == step)
-        group = [containers[row] for row in rows]
+        group = [containers[int(row)] for row in rows]
         cpu, memory = usage_windows(group, window)
         matrix[rows] = container_features(
             cpu,

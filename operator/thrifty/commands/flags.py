@@ -9,12 +9,15 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from typing import TypeVar
+
+_Number = TypeVar("_Number", int, float)
 
 
-def _number(flag: str, kind: type, accept: Callable[[float], bool], rule: str) -> Callable[[str], float]:
+def _number(flag: str, kind: type[_Number], accept: Callable[[_Number], bool], rule: str) -> Callable[[str], _Number]:
     noun = "an integer" if kind is int else "a number"
 
-    def parse(text: str):
+    def parse(text: str) -> _Number:
         try:
             value = kind(text)
         except ValueError:

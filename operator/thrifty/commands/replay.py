@@ -338,6 +338,7 @@ class Replayer:
 
     def _report(self, workload: dict, message: str) -> None:
         """Log an annotation error and record it as an Event on the RLWorkload, once per message."""
+        from kubernetes.client import CoreV1Event
         from kubernetes.client.exceptions import ApiException
 
         key = f"{self.namespace}/{workload['metadata']['name']}"
@@ -366,7 +367,8 @@ class Replayer:
             "count": 1,
         }
         try:
-            self.core.create_namespaced_event(self.namespace, event)
+            # model_validate is what the client's validate_call does to a dict body.
+            self.core.create_namespaced_event(self.namespace, CoreV1Event.model_validate(event))
         except ApiException as err:
             log.warning("recording an Event on %s failed: %s", key, err.reason)
 

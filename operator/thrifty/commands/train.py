@@ -19,9 +19,11 @@ def _field_docs(cls: type) -> dict[str, str]:
     """The docstring under each field of a dataclass (attribute docstrings are not kept at run
     time, so they are read from the source)."""
     tree = ast.parse(inspect.getsource(cls))
-    body = tree.body[0].body
+    definition = tree.body[0]
+    assert isinstance(definition, ast.ClassDef), "the source of a class starts with its definition"
+    body = definition.body
     docs = {}
-    for node, following in zip(body, body[1:]):
+    for node, following in zip(body, body[1:], strict=False):
         if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
                 and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)):
             docs[node.target.id] = " ".join(str(following.value.value).split())

@@ -19,6 +19,9 @@ FINITE_FLOAT32 = float(np.finfo(np.float32).max)
 no natural bound, but they are always finite; an infinite bound would let inf pass as a valid
 observation, and Gymnasium's checker rightly warns about it."""
 
+StepInfo = dict[str, float | np.ndarray]
+"""An environment step's ``info``: figures of the cluster, and arrays with one entry per workload."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class EpisodeConfig:
@@ -43,6 +46,10 @@ class EpisodeConfig:
             )
 
 
+DEFAULT_EPISODE_CONFIG = EpisodeConfig()
+"""The environments' default episode (one shared instance: the config is frozen)."""
+
+
 def new_simulator(traces: Sequence[Trace], config: EpisodeConfig, seed: int, power: PowerModel) -> Simulator:
     """A fresh simulator on a scenario drawn from ``traces`` with ``seed``.
 
@@ -57,7 +64,7 @@ def new_simulator(traces: Sequence[Trace], config: EpisodeConfig, seed: int, pow
 
 def step_reward(
     result: StepResult, snapshot: ClusterSnapshot, power: PowerModel, config: RewardConfig
-) -> tuple[float, dict[str, float]]:
+) -> tuple[float, StepInfo]:
     """The cluster reward of one simulator step and its parts, for ``info``.
 
     The energy reference is the cluster's power with every node on and idle, so the energy term
@@ -81,7 +88,7 @@ def step_reward(
     reference = float(power.idle_watts(all_awake).sum())
     reward = cluster_reward(terms, cluster_watts=result.cluster_watts,
                             cluster_reference_watts=max(reference, 1.0), config=config)
-    info = {
+    info: StepInfo = {
         "cluster_watts": float(result.cluster_watts),
         "energy_joules": float(result.energy_joules),
         "slo_violations": int(np.sum(result.workload_slo_violated)),

@@ -8,7 +8,14 @@ import gymnasium as gym
 import numpy as np
 
 from thrifty.energy import PowerModel
-from thrifty.envs.episode import FINITE_FLOAT32, EpisodeConfig, new_simulator, step_reward
+from thrifty.envs.episode import (
+    DEFAULT_EPISODE_CONFIG,
+    FINITE_FLOAT32,
+    EpisodeConfig,
+    StepInfo,
+    new_simulator,
+    step_reward,
+)
 from thrifty.features import PAIR_FEATURE_NAMES, PLACEMENT_ROW_NAMES, node_features, placement_observation
 from thrifty.harness import Harness
 from thrifty.policy.base import Policy
@@ -16,6 +23,8 @@ from thrifty.policy.heuristic import HeuristicPolicy
 from thrifty.safety import SafetyConfig, choose_node, feasible_nodes
 from thrifty.snapshot import ClusterSnapshot
 from thrifty.traces.model import Trace
+
+_DEFAULT_SAFETY = SafetyConfig()
 
 
 def decision_regret(pair: np.ndarray, mask: np.ndarray, *, watts_weight: float, traffic_weight: float) -> np.ndarray:
@@ -84,10 +93,10 @@ class PlacementEnv(gym.Env):
         self,
         *,
         traces: Sequence[Trace],
-        config: EpisodeConfig = EpisodeConfig(),
+        config: EpisodeConfig = DEFAULT_EPISODE_CONFIG,
         max_nodes: int = 64,
         sizing_policy: Policy | None = None,
-        safety: SafetyConfig = SafetyConfig(),
+        safety: SafetyConfig = _DEFAULT_SAFETY,
         invalid_action_penalty: float = 1.0,
         watts_regret_weight: float = 1.0,
         traffic_regret_weight: float = 0.5,
@@ -112,7 +121,8 @@ class PlacementEnv(gym.Env):
         self.traffic_regret_weight = traffic_regret_weight
         self.power = PowerModel()
         self.observation_space = gym.spaces.Dict({
-            "nodes": gym.spaces.Box(-FINITE_FLOAT32, FINITE_FLOAT32, shape=(max_nodes, len(PLACEMENT_ROW_NAMES)), dtype=np.float32),
+            "nodes": gym.spaces.Box(-FINITE_FLOAT32, FINITE_FLOAT32, shape=(max_nodes, len(PLACEMENT_ROW_NAMES)),
+                                    dtype=np.float32),
             "mask": gym.spaces.Box(0, 1, shape=(max_nodes,), dtype=np.int8),
         })
         self.action_space = gym.spaces.Discrete(max_nodes)
@@ -123,22 +133,28 @@ class PlacementEnv(gym.Env):
 
     def _empty_observation(self) -> dict[str, np.ndarray]:
         return {
-            "nodes": np.zeros(self.observation_space["nodes"].shape, dtype=np.float32),
+            "nodes": np.zeros((self.max_nodes, len(PLACEMENT_ROW_NAMES)), dtype=np.float32),
             "mask": np.zeros(self.max_nodes, dtype=np.int8),
         }
+
+    def _running(self) -> Harness:
+        """The harness of the episode under way."""
+        if self._harness is None:
+            raise RuntimeError("PlacementEnv used before reset")
+        return self._harness
 
     def _next_pod(self, snapshot: ClusterSnapshot) -> int:
         """Row of the oldest Pending pod that fits on some node, or -1 when none does."""
         rows = {name: row for row, name in enumerate(snapshot.pods.names)}
         pods = snapshot.pods
-        for name in self._harness.simulator.pending_pods():
+        for name in self._running().simulator.pending_pods():
             row = rows[name]
             if feasible_nodes(snapshot, pods.cpu_request_millicores[row], pods.memory_request_bytes[row]).any():
                 return row
         return -1
 
     def _observe(self) -> dict[str, np.ndarray]:
-        snapshot = self._harness.simulator.snapshot()
+        snapshot = self._running().simulator.snapshot()
         observation = self._empty_observation()
         self._pod_row = self._next_pod(snapshot)
         if self._pod_row < 0:
@@ -152,15 +168,17 @@ class PlacementEnv(gym.Env):
                                        traffic_weight=self.traffic_regret_weight)
         return observation
 
-    def _advance_until_placeable(self) -> tuple[float, dict]:
+    def _advance_until_placeable(self) -> tuple[float, StepInfo]:
         """Run simulator steps until a Pending pod fits somewhere or the episode ends.
 
         Returns the summed reward of those steps and the ``info`` of the last one.
         """
-        simulator = self._harness.simulator
-        total, info = 0.0, {}
+        harness = self._running()
+        simulator = harness.simulator
+        total = 0.0
+        info: StepInfo = {}
         while simulator.step_index < self.config.episode_steps:
-            step = self._harness.step(place=False)
+            step = harness.step(place=False)
             snapshot = simulator.snapshot()
             reward, info = step_reward(step.result, snapshot, self.power, self.config.reward)
             total += reward

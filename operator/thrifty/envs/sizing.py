@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import gymnasium as gym
 import numpy as np
 
 from thrifty.actions import KEEP_ACTION, SIZING_ACTION_DIMS, SizingProposal, decode_sizing
 from thrifty.energy import PowerModel
-from thrifty.envs.episode import FINITE_FLOAT32, EpisodeConfig, new_simulator, step_reward
+from thrifty.envs.episode import DEFAULT_EPISODE_CONFIG, FINITE_FLOAT32, EpisodeConfig, new_simulator, step_reward
 from thrifty.features import WORKLOAD_FEATURE_NAMES, workload_features
 from thrifty.harness import Harness
 from thrifty.policy.base import Policy, PolicyInfo
@@ -18,6 +19,16 @@ from thrifty.policy.heuristic import HeuristicPolicy
 from thrifty.safety import SafetyConfig
 from thrifty.snapshot import ClusterSnapshot
 from thrifty.traces.model import Trace
+
+_DEFAULT_SAFETY = SafetyConfig()
+
+
+class DiscreteSizingPolicy(Protocol):
+    """A policy that also gives its sizing as discrete actions, such as the heuristic."""
+
+    def actions(self, snapshot: ClusterSnapshot) -> np.ndarray:
+        """(workloads, 3) indices into the sizing sub-actions (see :mod:`thrifty.actions`)."""
+        ...
 
 
 @dataclass
@@ -28,6 +39,8 @@ class _Proposed:
     info: PolicyInfo = field(default_factory=lambda: PolicyInfo(name="agent", version="training", backend="gym"))
 
     def size(self, snapshot: ClusterSnapshot) -> SizingProposal:
+        if self.proposal is None:
+            raise RuntimeError("the sizing agent has not chosen an action yet")
         return self.proposal
 
     def score_nodes(self, snapshot: ClusterSnapshot, pod: int) -> np.ndarray:
@@ -82,10 +95,10 @@ class SizingEnv(gym.Env):
         self,
         *,
         traces: Sequence[Trace],
-        config: EpisodeConfig = EpisodeConfig(),
+        config: EpisodeConfig = DEFAULT_EPISODE_CONFIG,
         max_workloads: int = 32,
         placement_policy: Policy | None = None,
-        safety: SafetyConfig = SafetyConfig(),
+        safety: SafetyConfig = _DEFAULT_SAFETY,
     ) -> None:
         if max_workloads < 1:
             raise ValueError(f"SizingEnv.max_workloads: must be >= 1, got {max_workloads}")
@@ -97,7 +110,8 @@ class SizingEnv(gym.Env):
         self.power = PowerModel()
         features = len(WORKLOAD_FEATURE_NAMES)
         self.observation_space = gym.spaces.Dict({
-            "workloads": gym.spaces.Box(-FINITE_FLOAT32, FINITE_FLOAT32, shape=(max_workloads, features), dtype=np.float32),
+            "workloads": gym.spaces.Box(-FINITE_FLOAT32, FINITE_FLOAT32, shape=(max_workloads, features),
+                                        dtype=np.float32),
             "mask": gym.spaces.Box(0, 1, shape=(max_workloads,), dtype=np.int8),
         })
         self.action_space = gym.spaces.MultiDiscrete(np.tile(SIZING_ACTION_DIMS, max_workloads))
@@ -118,7 +132,7 @@ class SizingEnv(gym.Env):
             raise RuntimeError("SizingEnv.current_snapshot called before reset")
         return self._harness.simulator.snapshot()
 
-    def policy_action(self, policy: Policy) -> np.ndarray:
+    def policy_action(self, policy: DiscreteSizingPolicy) -> np.ndarray:
         """The action a discrete-action policy (one with ``actions(snapshot)``, such as the
         heuristic) takes now, padded to this env's action shape: the teacher for behaviour
         cloning."""

@@ -254,14 +254,14 @@ class PodFeatureCache:
         pods = snapshot.pods
         key = (snapshot.containers, snapshot.workloads, snapshot.dependencies, pods.cpu_request_millicores,
                pods.cpu_limit_millicores, pods.memory_request_bytes, pods.memory_limit_bytes)
-        same = self._key is not None and all(a is b for a, b in zip(key, self._key))
+        same = self._key is not None and all(a is b for a, b in zip(key, self._key, strict=True))
         # A local reference: a concurrent call that starts a new observation replaces the dict
         # rather than emptying the one read here.
         cached = self._rows if same else {}
         rows = [int(r) for r in pod_rows]
         missing = sorted(set(rows) - cached.keys())
         if missing:
-            cached.update(zip(missing, pod_features(snapshot, np.asarray(missing)).matrix))
+            cached.update(zip(missing, pod_features(snapshot, np.asarray(missing)).matrix, strict=True))
         self._key, self._rows = key, cached
         if not rows:
             return ContainerFeatures(np.zeros((0, len(CONTAINER_OBSERVATION_NAMES))))

@@ -270,7 +270,9 @@ def _pod_vector(
     pods = snapshot.pods
     workload = pods.workload_index[pod_row]
     others = np.arange(len(pods)) != pod_row
-    siblings = np.flatnonzero((pods.workload_index == workload) & others) if workload != NO_WORKLOAD else []
+    siblings: np.ndarray | list[int] = (
+        np.flatnonzero((pods.workload_index == workload) & others) if workload != NO_WORKLOAD else []
+    )
     rows = np.concatenate([[pod_row], siblings]).astype(np.int64)
     if pods_features is not None:
         chosen = ContainerFeatures(pods_features.matrix[rows])

@@ -45,8 +45,9 @@ def _from_directory(directory: Path, backend: str) -> Policy:
     module_name, _, path = BACKENDS[backend].partition(":")
     origin = f"policy {str(directory)!r} ({backend} backend)"
     try:
-        loader = importlib.import_module(module_name)
-        for attribute in path.split("."):
+        first, *rest = path.split(".")
+        loader = getattr(importlib.import_module(module_name), first)
+        for attribute in rest:
             loader = getattr(loader, attribute)
         return _checked(loader(directory), origin)
     except PolicyError:

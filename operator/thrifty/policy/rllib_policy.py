@@ -25,16 +25,20 @@ class RLlibPolicy(RowPolicy):
     def __init__(self, directory: str | Path, power_model: PowerModel | None = None) -> None:
         try:
             import torch
-            from ray.rllib.core.rl_module.rl_module import RLModule
+            from ray.rllib.core.rl_module.torch import TorchRLModule
         except ImportError as error:
-            raise PolicyError(f"--policy-backend rllib needs ray and torch (pip install 'thrifty[train]'): {error}") from None
+            raise PolicyError(
+                f"--policy-backend rllib needs ray and torch (pip install 'thrifty[train]'): {error}"
+            ) from None
         artefact = load_artefact(directory)
         self._torch = torch
-        self.modules = {}
+        self.modules: dict[str, TorchRLModule] = {}
         for task in ("placement", "sizing"):
             path = Path(directory) / RLLIB_DIR / task
             try:
-                self.modules[task] = RLModule.from_checkpoint(str(path.resolve()))
+                # The training modules are TorchRLModules (thrifty.training.rlmodule); loading
+                # through that class types them as such (eval(), no_grad inference).
+                self.modules[task] = TorchRLModule.from_checkpoint(str(path.resolve()))
             except Exception as error:  # RLlib raises many kinds on a bad checkpoint
                 raise PolicyError(f"{path}: cannot load the RLlib checkpoint: {error}") from None
             self.modules[task].eval()

@@ -75,8 +75,8 @@ def _group(containers: tuple[str, ...], times: np.ndarray, values: np.ndarray) -
     order = np.argsort(which, kind="stable")
     splits = np.cumsum(np.bincount(which, minlength=len(unique)))[:-1]
     return _Samples(
-        times=dict(zip(unique.tolist(), np.split(times[order], splits))),
-        values=dict(zip(unique.tolist(), np.split(values[order], splits))),
+        times=dict(zip(unique.tolist(), np.split(times[order], splits), strict=False)),
+        values=dict(zip(unique.tolist(), np.split(values[order], splits), strict=False)),
     )
 
 

@@ -99,9 +99,9 @@ def read_table(member: Member, required: Sequence[str], delimiter: str = ",") ->
             )
         keep = np.ones(len(data), dtype=bool)
         keep[odd] = False
-        data = [row for row, kept in zip(data, keep) if kept]
+        data = [row for row, kept in zip(data, keep, strict=True) if kept]
         lines = lines[keep]
-    fields = list(zip(*data)) if data else [()] * width
+    fields = list(zip(*data, strict=True)) if data else [()] * width
     columns = {name: fields[positions[name.lower()]] for name in required}
     return Table(member.name, header, columns, lines)
 

@@ -41,7 +41,8 @@ def write_artefact(directory: Path, *, args: dict, results: dict, command: str) 
             "finished_unix_seconds": int(time.time()),
             "seconds": {task: round(result["seconds"], 1) for task, result in results.items()},
             "env_steps": {task: result["env_steps"] for task, result in results.items()},
-            "ppo_env_steps_per_second": {task: round(result["steps_per_second"], 1) for task, result in results.items()},
+            "ppo_env_steps_per_second": {task: round(result["steps_per_second"], 1)
+                                         for task, result in results.items()},
             # The PPO iterate exported (0: the behaviour-cloned start) and its validation scores.
             "kept_iteration": {task: result["kept_iteration"] for task, result in results.items()},
             "validation": {task: result["validation"] for task, result in results.items()},

@@ -43,8 +43,16 @@ class _RowModule(TorchRLModule, ValueFunctionAPI):
     ``initial_state`` (a ``state_dict`` to start from, e.g. behaviour cloning).
     """
 
-    def _setup_rows(self, features: int) -> None:
+    def _config(self) -> dict:
+        """``model_config``, which these modules are always given as a dict (RLlib also allows a
+        ``DefaultModelConfig`` or none)."""
         config = self.model_config
+        if not isinstance(config, dict):
+            raise TypeError(f"{type(self).__name__}: model_config must be a dict, got {type(config).__name__}")
+        return config
+
+    def _setup_rows(self, features: int) -> None:
+        config = self._config()
         self.register_buffer("obs_mean", torch.as_tensor(np.asarray(config["mean"]), dtype=torch.float32))
         self.register_buffer("obs_std", torch.as_tensor(np.asarray(config["std"]), dtype=torch.float32))
         self.clip = float(config.get("clip", 10.0))
@@ -55,7 +63,7 @@ class _RowModule(TorchRLModule, ValueFunctionAPI):
                                     "head": nn.Linear(self.hidden, 1)})
 
     def _load_initial_state(self) -> None:
-        initial = self.model_config.get("initial_state")
+        initial = self._config().get("initial_state")
         if initial is not None:
             self.load_state_dict({k: torch.as_tensor(v) for k, v in initial.items()}, strict=False)
 
@@ -93,7 +101,7 @@ class SizingModule(_RowModule):
         features = self.observation_space.shape[-1]
         self._setup_rows(features)
         self.sizing = nn.ModuleDict({"trunk": _trunk(features, self.hidden, self.layers)})
-        for head, size in zip(SIZING_HEADS, SIZING_ACTION_DIMS):
+        for head, size in zip(SIZING_HEADS, SIZING_ACTION_DIMS, strict=True):
             self.sizing[head] = nn.Linear(self.hidden, size)
         self.action_dist_cls = TorchMultiCategorical.get_partial_dist_cls(
             space=self.action_space, input_lens=list(SIZING_ACTION_DIMS)

@@ -40,6 +40,7 @@ from thrifty.policy.heuristic import HeuristicPolicy
 from thrifty.training.args import TASKS, Args
 from thrifty.training.workload_agents import WorkloadAgentsEnv
 
+
 def make_env(task: str, args: Args, split: str = "train"):
     """The gymnasium environment of ``task`` on the shipped slices of ``split``."""
     from thrifty.datasets import load_split
@@ -87,7 +88,8 @@ def record_teacher(task: str, args: Args) -> TeacherData:
     teacher = HeuristicPolicy()
     placement = task == "placement"
     normaliser = RunningNormaliser.new(PLACEMENT_ROW_NAMES if placement else WORKLOAD_FEATURE_NAMES, SCHEMA_VERSION)
-    observations, actions, returns = [], [], []
+    observations, actions = [], []
+    returns: list[float] = []
     episode_rewards: list[np.ndarray] = []
     observation, _ = env.reset(seed=args.seed)
     episode = 0
@@ -246,6 +248,7 @@ def train_task(task: str, args: Args, log: Callable[[dict], None], artefact_dir:
 
     def validate(state: dict[str, np.ndarray]):
         nonlocal validation_seconds
+        assert validator is not None, "validation runs only with a validator"
         began = time.perf_counter()
         trained = numpy_policy(task, state, teacher.normaliser, args.layers)
         # The other task's decisions stay the heuristic's, so the score is this network's alone.

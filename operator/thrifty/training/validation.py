@@ -65,7 +65,10 @@ class Validator:
 
     def score(self, placement: Policy, sizing: Policy) -> ValidationScore:
         pair = _Pair("validation", placement, sizing)
-        runs = [run_policy(scenario, spec, pair, self.steps).metrics for spec, scenario in self.cases]
+        # run_policy only reads .name and .build(seed), which _Pair has; its annotation names the
+        # concrete PolicySpec (thrifty.bench), which cannot hold policy objects.
+        runs = [run_policy(scenario, spec, pair, self.steps).metrics  # type: ignore[arg-type]
+                for spec, scenario in self.cases]
         return ValidationScore(energy_kwh=float(np.mean([r["energy_kwh"] for r in runs])),
                                slo_violation_rate=float(np.mean([r["slo_violation_rate"] for r in runs])))
 

@@ -16,14 +16,21 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
+from ray.rllib.utils.typing import AgentID, MultiAgentDict
 
 from thrifty.actions import KEEP_ACTION, SIZING_ACTION_DIMS
 from thrifty.envs import SizingEnv
+from thrifty.features import WORKLOAD_FEATURE_NAMES
 
 
 def agent_id(workload: int) -> str:
     """The agent of workload row ``workload``."""
     return f"w{workload}"
+
+
+def _workload(agent: AgentID) -> int:
+    """The workload row of ``agent`` (the inverse of :func:`agent_id`)."""
+    return int(str(agent)[1:])
 
 
 class WorkloadAgentsEnv(MultiAgentEnv):
@@ -37,16 +44,16 @@ class WorkloadAgentsEnv(MultiAgentEnv):
     def __init__(self, env: SizingEnv) -> None:
         super().__init__()
         self.env = env
-        features = env.observation_space["workloads"].shape[1]
-        row = gym.spaces.Box(-np.inf, np.inf, shape=(features,), dtype=np.float32)
-        action = gym.spaces.MultiDiscrete(SIZING_ACTION_DIMS)
+        # SizingEnv's rows are workload_features rows.
+        row = gym.spaces.Box(-np.inf, np.inf, shape=(len(WORKLOAD_FEATURE_NAMES),), dtype=np.float32)
+        action = gym.spaces.MultiDiscrete(list(SIZING_ACTION_DIMS))
         self.possible_agents = [agent_id(w) for w in range(env.max_workloads)]
         self.observation_spaces = {agent: row for agent in self.possible_agents}
         self.action_spaces = {agent: action for agent in self.possible_agents}
         self.agents = []
 
     def _split(self, observation: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {agent_id(w): observation["workloads"][w] for w in np.flatnonzero(observation["mask"])}
+        return {agent_id(int(w)): observation["workloads"][w] for w in np.flatnonzero(observation["mask"])}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         observation, info = self.env.reset(seed=seed, options=options)
@@ -54,13 +61,13 @@ class WorkloadAgentsEnv(MultiAgentEnv):
         self.agents = list(observations)
         return observations, {agent: info for agent in self.agents}
 
-    def step(self, action_dict: dict[str, np.ndarray]):
+    def step(self, action_dict: MultiAgentDict):
         actions = np.tile(KEEP_ACTION, (self.env.max_workloads, 1))
         for agent, action in action_dict.items():
-            actions[int(agent[1:])] = action
+            actions[_workload(agent)] = action
         observation, reward, terminated, truncated, info = self.env.step(actions.reshape(-1))
         own = info["workload_rewards"]
-        rewards = {agent: reward + float(own[int(agent[1:])]) for agent in self.agents}
+        rewards = {agent: reward + float(own[_workload(agent)]) for agent in self.agents}
         infos = {agent: {k: v for k, v in info.items() if k != "workload_rewards"} for agent in self.agents}
         done = {agent: terminated for agent in self.agents} | {"__all__": terminated}
         cut = {agent: truncated for agent in self.agents} | {"__all__": truncated}
