@@ -10,11 +10,12 @@ export THRIFTY_CACHE ?= $(HOME)/.cache/thrifty
 NODES ?= 4
 CLUSTER ?= thrifty
 
-.PHONY: help venv binaries cluster cluster-down test test-unit test-cluster demo perf bench bench-long clean
+.PHONY: help venv binaries cluster cluster-down lint test test-unit test-cluster demo perf bench bench-long clean
 
 help:
 	@echo "make demo          run Thrifty on a local cluster and print a summary"
-	@echo "make test          the whole test suite (unit + cluster + end-to-end)"
+	@echo "make test          the whole test suite (lint, types, unit, cluster, end-to-end)"
+	@echo "make lint          ruff and mypy only"
 	@echo "make cluster NODES=N / make cluster-down"
 	@echo "make perf          performance benchmarks (name: value unit)"
 	@echo "make bench         Thrifty against the calibrated baselines, held-out traces (a few minutes)"
@@ -55,7 +56,12 @@ bench: venv
 bench-long: venv
 	$(VENV)/bin/thrifty bench $(foreach f,$(HELDOUT_TRACES),--trace $(f)) --out $(BENCH_OUT)/long
 
-test: venv binaries
+# The package ships py.typed: ruff and mypy (settings in pyproject.toml) hold it to that.
+lint: venv
+	$(VENV)/bin/ruff check operator tests hack
+	$(VENV)/bin/mypy
+
+test: venv binaries lint
 	$(PY) -m pytest tests
 
 # Performance figures, one `name: value unit` line each. BLAS single-threaded so the figures

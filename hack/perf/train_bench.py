@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from thrifty.training.args import TASKS, Args
-from thrifty.training.train import make_env, main
+from thrifty.training.train import main, make_env
 
 ARGS = dict(iterations=3, teacher_steps=200, clone_epochs=1, train_batch=512, minibatch=128, epochs=2,
             n_nodes=8, n_applications=2, episode_steps=30, max_nodes=8, max_workloads=32, progress=False,

@@ -175,7 +175,8 @@ class ResourceBounds:
     memory_max_bytes: float
 
 
-def _bound_one(current: float, asked: float, lower: float, upper: float, config: SafetyConfig) -> tuple[float, str | None]:
+def _bound_one(current: float, asked: float, lower: float, upper: float,
+               config: SafetyConfig) -> tuple[float, str | None]:
     """One request through step limit, bounds and hysteresis. Bounds win over the step limit.
 
     A request of 0 stays 0: setting one would change the pod's QoS class, which an in-place
@@ -227,10 +228,11 @@ def bound_resources(
     cpu_limit = asked.cpu_limit_millicores if cpu != current.cpu_request_millicores else current.cpu_limit_millicores
     memory_limit = asked.memory_limit_bytes if memory != current.memory_request_bytes else current.memory_limit_bytes
     # Limits scale with requests (proportional), but a clamp may have moved the request under
-    # them: a limit is never below its request.
-    if np.isfinite(cpu_limit) and asked.cpu_request_millicores > 0 and cpu != current.cpu_request_millicores:
+    # them: a limit is never below its request. An asked request under one unit (millicore, byte)
+    # rounds to nothing and carries no ratio: dividing by it would overflow to an infinite limit.
+    if np.isfinite(cpu_limit) and asked.cpu_request_millicores >= 1.0 and cpu != current.cpu_request_millicores:
         cpu_limit = cpu * asked.cpu_limit_millicores / asked.cpu_request_millicores
-    if np.isfinite(memory_limit) and asked.memory_request_bytes > 0 and memory != current.memory_request_bytes:
+    if np.isfinite(memory_limit) and asked.memory_request_bytes >= 1.0 and memory != current.memory_request_bytes:
         memory_limit = memory * asked.memory_limit_bytes / asked.memory_request_bytes
     result = ContainerResources(
         cpu_request_millicores=float(round(cpu)),

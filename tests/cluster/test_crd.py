@@ -11,8 +11,9 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import yaml
@@ -369,7 +370,8 @@ def test_update_is_validated_too(crd: Cluster, ns: str) -> None:
         "patch", "rlw", "-n", ns, "update", "--type", "merge", "-p", '{"spec":{"replicas":{"min":50}}}', check=False
     )
     assert proc.returncode != 0
-    assert _names_field(proc.stderr, "spec.replicas.min", "must be less than or equal to max (min 50 > max 10)"), proc.stderr
+    assert _names_field(proc.stderr, "spec.replicas.min",
+                        "must be less than or equal to max (min 50 > max 10)"), proc.stderr
 
 
 # --- status subresource, printer columns, names -------------------------------------------------
@@ -450,7 +452,8 @@ def test_spec_patch_does_not_touch_status(crd: Cluster, ns: str, with_status: st
     ],
     ids=["slo-attainment-above-one", "energy-negative", "decision-outcome", "decision-kind", "condition-status"],
 )
-def test_invalid_status_is_rejected(crd: Cluster, ns: str, with_status: str, status: dict, path: str, fragment: str) -> None:
+def test_invalid_status_is_rejected(crd: Cluster, ns: str, with_status: str, status: dict, path: str,
+                                    fragment: str) -> None:
     proc = crd.kubectl(
         "patch", "rlworkload", "-n", ns, with_status, "--subresource", "status", "--type", "merge",
         "-p", json.dumps({"status": status}), check=False,
@@ -466,7 +469,7 @@ def _table(text: str) -> tuple[list[str], dict[str, dict[str, str]]]:
     rows = {}
     for line in lines[1:]:
         cells = line.split()
-        rows[cells[0]] = dict(zip(headers, cells))
+        rows[cells[0]] = dict(zip(headers, cells, strict=True))
     return headers, rows
 
 

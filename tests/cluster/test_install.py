@@ -263,3 +263,32 @@ def test_operator_runs_lean_from_the_image_environment(operator: InstalledOperat
     assert not heavy, f"thrifty run loaded {heavy[:5]}"
     dev_env = str(Path(os.path.realpath(REPO / ".venv")))
     assert not any(f.startswith(dev_env) for f in files), "thrifty run used the development environment"
+
+
+def test_operator_places_and_sizes_the_sample_application(operator: InstalledOperator) -> None:
+    """`kubectl apply -f manifests/samples/`, as the README says: the image's operator creates and
+    binds every Auto workload's pods, and records a sizing step (replicas and requests) for each
+    workload, the Recommend-mode one included."""
+    cluster = operator.cluster
+    samples = [d for d in yaml.safe_load_all((MANIFESTS / "samples" / "app.yaml").read_text()) if d]
+    [namespace] = {d["metadata"]["name"] for d in samples if d["kind"] == "Namespace"}
+    workloads = [d for d in samples if d["kind"] == "RLWorkload"]
+    k = Kubectl(cluster, namespace)
+    cluster.kubectl("apply", "--server-side", "-f", str(MANIFESTS / "samples" / "app.yaml"))
+    try:
+        for workload in workloads:
+            name, spec = workload["metadata"]["name"], workload["spec"]
+            if spec["policy"]["mode"] == "Auto":
+                wait_for(f"the pods of {name} created and bound", lambda name=name, spec=spec: len(p := [
+                    x for x in k.pods_of(name) if x["spec"].get("nodeName")]) >= spec["replicas"]["min"] and p,
+                    diagnose=operator.log_tail)
+            # A sizing step writes what it decided (Auto) or would decide (Recommend): replicas and
+            # per-container requests in the status.
+            status = wait_for(f"the sizing step's status of {name}", lambda name=name: (s := k.get("rlw", name).get(
+                "status", {})).get("recommendedReplicas") is not None and s.get("containers") and s,
+                diagnose=operator.log_tail)
+            [container] = status["containers"]
+            assert container["recommendedRequests"].keys() >= {"cpu", "memory"}, status
+    finally:
+        cluster.kubectl("delete", "namespace", namespace, "--wait", "--timeout=60s", check=False)
+    assert not operator.denials(), "the API server denied the ServiceAccount:\n" + "\n".join(operator.denials())

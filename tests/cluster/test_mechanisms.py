@@ -68,7 +68,8 @@ def _pod_manifest(name: str, node: dict[str, Any], scheduler: str | None) -> dic
     }
     if scheduler:
         spec["schedulerName"] = scheduler
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"test": "mechanisms"}}, "spec": spec}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"test": "mechanisms"}},
+            "spec": spec}
 
 
 def _running_on(cluster: Cluster, ns: str, name: str, node: str | None = None) -> dict[str, Any] | None:
@@ -119,7 +120,8 @@ def test_thrifty_pod_waits_for_binding_then_runs_and_resizes_in_place(
         assert not any(c["type"] == "PodScheduled" for c in pod["status"].get("conditions", [])), pod["status"]
         time.sleep(0.5)
     events = json.loads(
-        cluster.kubectl("get", "events", "-n", ns, "--field-selector", "involvedObject.name=placed", "-o", "json").stdout
+        cluster.kubectl("get", "events", "-n", ns, "--field-selector", "involvedObject.name=placed",
+                        "-o", "json").stdout
     )["items"]
     assert not [e for e in events if e.get("reportingComponent") == "default-scheduler" or
                 e.get("source", {}).get("component") == "default-scheduler"], events

@@ -74,7 +74,8 @@ class Operator:
             "--interval-seconds", str(interval_seconds), "--policy", policy, *extra_args,
         ]
         self.process: subprocess.Popen | None = None
-        self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+        self.env = {**os.environ, "PYTHONPATH": pythonpath}
         """The process's environment: the test policies live in the checkout, not in the package."""
 
     def start(self) -> Operator:

@@ -7,7 +7,6 @@ import json
 import pytest
 
 from tests.conftest import Cluster
-from thrifty.metrics import FALLBACK_KINDS
 from tests.support.operator import (
     Kubectl,
     Operator,
@@ -17,6 +16,7 @@ from tests.support.operator import (
     rlworkload,
     wait_for,
 )
+from thrifty.metrics import FALLBACK_KINDS
 
 
 @pytest.fixture

@@ -18,21 +18,21 @@ from hypothesis import strategies as st
 from tests.unit.snapshots import GI, MI, make_snapshot
 from thrifty.actions import (
     CPU_HEADROOMS,
-    ContainerResources,
     KEEP_MEMORY,
     REPLICA_DELTAS,
+    ContainerResources,
     SizingProposal,
     decode_sizing,
     keep_proposal,
 )
-from thrifty.core import plan_placements, plan_sizing, pods_to_remove
 from thrifty.cli import main
+from thrifty.core import plan_placements, plan_sizing, pods_to_remove
 from thrifty.handlers import OperatorConfig, free_pod_names, hold, initial_sizes, start_with_initial
 from thrifty.observe import WorkloadSpec, parse_workload
 from thrifty.policy.base import PolicyError, PolicyInfo
 from thrifty.policy.heuristic import HeuristicPolicy
 from thrifty.policy.loader import load_policy
-from thrifty.safety import ChurnLedger, InvalidPolicyOutput, SafetyConfig
+from thrifty.safety import ChurnLedger, SafetyConfig
 from thrifty.snapshot import ClusterSnapshot
 
 HERE = str(Path(__file__).parent)

@@ -45,7 +45,7 @@ def test_erlang_c_matches_textbook_sum(servers, load):
 def test_erlang_c_is_vectorised_over_mixed_server_counts():
     servers = np.array([1, 5, 10, 2])
     load = np.array([0.5, 4.0, 7.5, 1.0])
-    expected = [erlang_c_direct(c, a) for c, a in zip(servers.tolist(), load.tolist())]
+    expected = [erlang_c_direct(c, a) for c, a in zip(servers.tolist(), load.tolist(), strict=True)]
     np.testing.assert_allclose(erlang_c(servers, load), expected, rtol=1e-10)
 
 
@@ -95,7 +95,8 @@ def test_percentile_where_wait_and_service_rates_coincide():
     assert float(response_time_percentile(1.0, 1.0, 2).p95_seconds[0]) == pytest.approx(low, rel=1e-9)
 
 
-@pytest.mark.parametrize(("arrival", "service", "servers"), [(2.4, 1.0, 3), (7.9, 0.5, 20), (15.0, 2.0, 10), (0.3, 1.0, 5)])
+@pytest.mark.parametrize(("arrival", "service", "servers"),
+                         [(2.4, 1.0, 3), (7.9, 0.5, 20), (15.0, 2.0, 10), (0.3, 1.0, 5)])
 def test_percentile_matches_monte_carlo(arrival, service, servers):
     rng = np.random.default_rng(7)
     samples = 400_000
@@ -105,7 +106,8 @@ def test_percentile_matches_monte_carlo(arrival, service, servers):
     )
     response = waits + rng.exponential(1 / service, samples)
     expected = np.quantile(response, 0.95)
-    assert float(response_time_percentile(arrival, service, servers).p95_seconds[0]) == pytest.approx(expected, rel=0.02)
+    p95_seconds = float(response_time_percentile(arrival, service, servers).p95_seconds[0])
+    assert p95_seconds == pytest.approx(expected, rel=0.02)
 
 
 def test_one_fast_replica_beats_many_slow_ones_of_equal_total_capacity():
@@ -124,7 +126,8 @@ def test_more_replicas_never_hurt_and_load_never_helps():
 
 def test_extra_latency_is_added_and_capped():
     base = response_time_percentile(0.5, 1.0, 1).p95_seconds[0]
-    assert response_time_percentile(0.5, 1.0, 1, extra_latency_seconds=0.25).p95_seconds[0] == pytest.approx(base + 0.25)
+    delayed = response_time_percentile(0.5, 1.0, 1, extra_latency_seconds=0.25)
+    assert delayed.p95_seconds[0] == pytest.approx(base + 0.25)
     assert response_time_percentile(0.5, 1.0, 1, extra_latency_seconds=1e6).p95_seconds[0] == CAP
 
 

@@ -257,3 +257,14 @@ def test_no_resource_ask_escapes_the_bounds(cpu: int, memory: int, limit_ratio: 
     if result.memory_request_bytes != memory:
         assert _between(result.memory_request_bytes, memory, memory_low - 1, memory_max + 1)
         assert result.memory_request_bytes - memory <= max(free_memory, 0.0) + 1
+
+
+def test_a_sub_unit_ask_keeps_the_limit_finite() -> None:
+    """Found by the property above: an asked request of 3.6e-306 millicores is raised to the floor,
+    and scaling the limit by floor / ask overflowed to an infinite limit (no limit at all)."""
+    current = size(500, 2**28, 1000, 2**29)
+    asked = size(3.6e-306, 2**28, 1000.0, 2**29)
+    result, _ = bound_resources(current=current, asked=asked, bounds=ResourceBounds(NAN, NAN, NAN, NAN),
+                                node_cpu_free_millicores=1e6, node_memory_free_bytes=1e12, config=CONFIG)
+    assert result.cpu_request_millicores >= CONFIG.min_cpu_millicores
+    assert result.cpu_request_millicores <= result.cpu_limit_millicores < math.inf
