@@ -154,7 +154,7 @@ async def _operate(config: OperatorConfig) -> int:
     except OSError as error:
         logger.error("--metrics-port %d: cannot listen on %s: %s", config.metrics_port, config.metrics_address, error)
         return 2
-    kube = await Kube.connect(config.kubeconfig_path, config.namespace)
+    kube = await Kube.connect(config.kubeconfig_path, config.namespace, metrics)
     prometheus = Prometheus(config.prometheus_url, config.prometheus_timeout_seconds) if config.prometheus_url else None
     try:
         if not config.standalone:
