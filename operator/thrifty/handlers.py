@@ -472,7 +472,7 @@ class Reconciler:
         """
         pending = [object_key(p) for p in obs.pods if needs_placement(p) and self._watched(p)]
         records: dict[str, list[DecisionRecord]] = {}
-        unplaced = set()
+        unplaced, settled = set(), set()
         for batch in placement_batches(obs.pods, pending):
             members = set(batch)
             snapshot = self._snapshot(obs, include_pending=lambda p: object_key(p) in members,
@@ -488,6 +488,7 @@ class Reconciler:
                     await self._post(_pod_event_object(pod), fallback_event(decision.fallback), "Place")
                 record = await self._bind(obs, pod, decision)
                 if record is None:
+                    settled.add(decision.pod)  # deleted, or bound by another: waits no more
                     continue
                 if record.outcome == REJECTED:
                     unplaced.add(decision.pod)
@@ -501,8 +502,9 @@ class Reconciler:
         self._unplaced = unplaced
         # The pods still waiting, from the full list: also drops those whose deletion no event
         # told (while peering paused this replica's watches).
-        self.metrics.pending_pods.replace({object_key(p): parse_time(p["metadata"].get("creationTimestamp"))
-                                           for p in obs.pods if needs_placement(p) and self._watched(p)})
+        self.metrics.pending_pods.replace({
+            object_key(p): parse_time(p["metadata"].get("creationTimestamp")) for p in obs.pods
+            if needs_placement(p) and self._watched(p) and object_key(p) not in settled})
         return records
 
     async def _bind(self, obs: Observation, pod: dict, decision: PlacementDecision) -> DecisionRecord | None:

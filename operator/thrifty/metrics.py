@@ -14,6 +14,7 @@ over time too.
 
 from __future__ import annotations
 
+import math
 import platform
 import threading
 import time
@@ -80,7 +81,7 @@ class PendingPods(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         with self._lock:
-            created = [c for c in self._created.values() if c == c]
+            created = [c for c in self._created.values() if not math.isnan(c)]
             count = len(self._created)
         oldest = max((self._clock() - c for c in created), default=0.0)
         yield GaugeMetricFamily("thrifty_pods_pending", "Pods with schedulerName thrifty that wait for a node.",

@@ -40,7 +40,7 @@ def _exported() -> dict[str, set[str]]:
 def _anchors(markdown: str) -> set[str]:
     """GitHub's anchors of the level-2 headings: lower case, spaces as dashes, punctuation dropped."""
     return {re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
-            for h in re.findall(r"^## (.+)$", markdown, flags=re.M)}
+            for h in re.findall(r"^## (.+)$", markdown, flags=re.MULTILINE)}
 
 
 ALERTS = _alerts()

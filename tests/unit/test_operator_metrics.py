@@ -143,3 +143,37 @@ def test_pod_events_and_sweeps_keep_the_waiting_pods() -> None:
     asyncio.run(reconciler.place_pending())  # the API lists no pod: d is gone, whatever events said
     assert value(metrics, "thrifty_pods_pending") == 0.0
     assert value(metrics, "thrifty_pods_pending_oldest_seconds") == 0.0
+
+
+class _OneNodeKube(_EmptyKube):
+    """One node, the pods given, and bindings that another scheduler always wins (409)."""
+
+    def __init__(self, pods: list[dict]) -> None:
+        super().__init__(RuntimeError("unused"))
+        self.pods, self.binds = pods, 0
+
+    async def list_nodes(self) -> list[dict]:
+        return [{"metadata": {"name": "node-0", "labels": {}}, "spec": {},
+                 "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                            "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                            "conditions": [{"type": "Ready", "status": "True"}]}}]
+
+    async def list_pods(self) -> list[dict]:
+        return self.pods
+
+    async def bind_pod(self, namespace: str, name: str, uid: str, node: str) -> None:
+        self.binds += 1
+        raise KubeError(f"bind pod {namespace}/{name}", 409, "already bound")
+
+    async def post_event(self, *args: object, **kwargs: object) -> None:
+        pass
+
+
+def test_a_pod_bound_by_another_scheduler_waits_no_more() -> None:
+    metrics = Metrics(clock=lambda: 1767225600.0 + 90.0)
+    kube = _OneNodeKube([_pod("a")])
+    reconciler = _reconciler(kube, metrics)
+    reconciler.pod_event_needs_sweep(None, _pod("a"))
+    asyncio.run(reconciler.place_pending())
+    assert kube.binds == 1  # the sweep tried, and found it taken
+    assert value(metrics, "thrifty_pods_pending") == 0.0

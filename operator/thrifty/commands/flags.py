@@ -64,6 +64,8 @@ class Parser(argparse.ArgumentParser):
 
 
 class _FromEnvironment:
+    """A variable's text, not yet converted: what the namespace holds until the parse ends."""
+
     def __init__(self, variable: str, value: str) -> None:
         self.variable, self.value = variable, value
 
