@@ -41,7 +41,7 @@ class Parser(argparse.ArgumentParser):
         # overwrites it if the flag is there. Only what is left is converted, so a bad variable
         # under a flag given on the command line is no error.
         for dest, variable in self.environment.items():
-            if variable in os.environ and not hasattr(namespace, dest):
+            if variable in os.environ:
                 setattr(namespace, dest, _FromEnvironment(variable, os.environ[variable]))
         namespace, extras = super().parse_known_args(args, namespace)
         for action in self._actions:
