@@ -255,7 +255,7 @@ class Demo:
         print(f"  {'workload':<22} {'SLO p95':>8} {'p95 now':>8} {'attainment':>10} {'req/s':>7} {'watts':>6}")
         for rlw in json.loads(self.kubectl("get", "rlw", "-n", self.namespace, "-o", "json"))["items"]:
             name, slo = rlw["metadata"]["name"], rlw["spec"]["slo"]["latencyP95Milliseconds"]
-            key = (("workload", f"{self.namespace}/{name}"),)
+            key = (("namespace", self.namespace), ("rlworkload", name))
             latency = replayer.get(("thrifty_replay_latency_p95_seconds", key), float("nan")) * 1000
             rate = replayer.get(("thrifty_replay_request_rate_per_second", key), float("nan"))
             attainment = operator.get(("thrifty_slo_attainment_ratio", key), float("nan"))

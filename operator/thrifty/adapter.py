@@ -29,6 +29,7 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.config import load_incluster_config, load_kube_config
 
 from thrifty.actions import ContainerResources
+from thrifty.metrics import Metrics
 from thrifty.observe import GROUP, KIND, PLURAL, VERSION, WORKLOAD_LABEL, WorkloadSpec, resource_quantities
 
 REQUEST_TIMEOUT_SECONDS = 30.0
@@ -36,6 +37,8 @@ REQUEST_TIMEOUT_SECONDS = 30.0
 REPORTING_COMPONENT = "thrifty.dev/operator"
 """``reportingComponent`` of Thrifty's Events (``source.component`` is ``thrifty``)."""
 PEERING_GROUP = "kopf.dev"
+HTTP_METHODS = {"list": "GET", "create": "POST", "patch": "PATCH", "delete": "DELETE"}
+"""The HTTP method of each Kubernetes verb Thrifty uses."""
 
 
 class KubeError(Exception):
@@ -94,13 +97,14 @@ def pod_manifest(workload: WorkloadSpec, *, name: str, scheduler_name: str | Non
 class Kube:
     """Kubernetes API calls, returning the API's JSON as dicts."""
 
-    def __init__(self, client: ApiClient, namespace: str | None) -> None:
+    def __init__(self, client: ApiClient, namespace: str | None, metrics: Metrics) -> None:
         self._client = client
         self._namespace = namespace
+        self._metrics = metrics
         self._instance = socket.gethostname()
 
     @classmethod
-    async def connect(cls, kubeconfig: str | None, namespace: str | None) -> Kube:
+    async def connect(cls, kubeconfig: str | None, namespace: str | None, metrics: Metrics) -> Kube:
         """Credentials from ``kubeconfig``, else in-cluster (service account), else
         ``$KUBECONFIG`` or ``~/.kube/config``. ``namespace`` None watches every namespace."""
         configuration = Configuration()
@@ -110,7 +114,7 @@ class Kube:
             load_incluster_config(client_configuration=configuration)
         else:
             await load_kube_config(client_configuration=configuration, persist_config=False)
-        return cls(ApiClient(configuration), namespace)
+        return cls(ApiClient(configuration), namespace, metrics)
 
     async def close(self) -> None:
         await self._client.close()
@@ -130,21 +134,26 @@ class Kube:
             default_namespace=self._namespace,
         )
 
-    async def _call(self, operation: str, method: str, path: str, *, body: Any = None,
+    async def _call(self, verb: str, resource: str, operation: str, path: str, *, body: Any = None,
                     query: Sequence[tuple[str, str]] | None = None,
                     content_type: str = "application/json") -> dict:
+        """One API call, counted in ``thrifty_kube_api_requests_total`` by ``verb`` (a key of
+        :data:`HTTP_METHODS`), ``resource`` (``pods``, ``pods/binding``, ...) and outcome;
+        ``operation`` words it for errors."""
         try:
             response = await self._client.call_api(
-                path, method, query_params=list(query or []), body=body,
+                path, HTTP_METHODS[verb], query_params=list(query or []), body=body,
                 header_params={"Content-Type": content_type, "Accept": "application/json"},
                 auth_settings=["BearerToken"], _preload_content=False, _request_timeout=REQUEST_TIMEOUT_SECONDS,
             )
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            self._metrics.count_api_request(verb, resource, 0)
             raise KubeError(operation, 0, f"{type(error).__name__}: {error}") from error
         try:
             data = await response.read()
         finally:
             response.release()
+        self._metrics.count_api_request(verb, resource, response.status)
         if not 200 <= response.status < 300:
             try:
                 message = json.loads(data).get("message", "")
@@ -162,27 +171,28 @@ class Kube:
     # --- Reads -----------------------------------------------------------------------------
 
     async def list_nodes(self) -> list[dict]:
-        return (await self._call("list nodes", "GET", "/api/v1/nodes"))["items"]
+        return (await self._call("list", "nodes", "list nodes", "/api/v1/nodes"))["items"]
 
     async def list_pods(self) -> list[dict]:
         """Every pod of the cluster, whatever namespace is watched: their requests fill the nodes,
         and a capacity check that missed some would overfill them."""
-        return (await self._call("list pods", "GET", "/api/v1/pods"))["items"]
+        return (await self._call("list", "pods", "list pods", "/api/v1/pods"))["items"]
 
     async def list_workloads(self) -> list[dict]:
-        return (await self._call("list rlworkloads", "GET", self._scope(f"/apis/{GROUP}/{VERSION}", PLURAL)))["items"]
+        path = self._scope(f"/apis/{GROUP}/{VERSION}", PLURAL)
+        return (await self._call("list", PLURAL, "list rlworkloads", path))["items"]
 
     async def node_metrics(self) -> list[dict]:
         """NodeMetrics from metrics.k8s.io; raises :class:`MetricsSourceError` when it is down."""
-        return await self._metrics("nodes", "/apis/metrics.k8s.io/v1beta1/nodes")
+        return await self._resource_metrics("nodes", "/apis/metrics.k8s.io/v1beta1/nodes")
 
     async def pod_metrics(self) -> list[dict]:
         """PodMetrics of every pod (each pod's usage share sets its part of its node's power)."""
-        return await self._metrics("pods", "/apis/metrics.k8s.io/v1beta1/pods")
+        return await self._resource_metrics("pods", "/apis/metrics.k8s.io/v1beta1/pods")
 
-    async def _metrics(self, what: str, path: str) -> list[dict]:
+    async def _resource_metrics(self, what: str, path: str) -> list[dict]:
         try:
-            return (await self._call(f"metrics.k8s.io {what}", "GET", path))["items"]
+            return (await self._call("list", f"{what}.metrics.k8s.io", f"metrics.k8s.io {what}", path))["items"]
         except KubeError as error:
             raise MetricsSourceError(str(error)) from error
 
@@ -190,13 +200,13 @@ class Kube:
 
     async def create_pod(self, manifest: Mapping) -> dict:
         namespace = manifest["metadata"]["namespace"]
-        return await self._call(f"create pod {namespace}/{manifest['metadata']['name']}", "POST",
+        return await self._call("create", "pods", f"create pod {namespace}/{manifest['metadata']['name']}",
                                 f"/api/v1/namespaces/{quote(namespace)}/pods", body=manifest)
 
     async def delete_pod(self, namespace: str, name: str, uid: str) -> None:
         """Delete the pod if it still is the one decided on (UID precondition); gone is fine."""
         try:
-            await self._call(f"delete pod {namespace}/{name}", "DELETE",
+            await self._call("delete", "pods", f"delete pod {namespace}/{name}",
                              f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}",
                              body={"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}})
         except KubeError as error:
@@ -205,7 +215,7 @@ class Kube:
 
     async def bind_pod(self, namespace: str, name: str, uid: str, node: str) -> None:
         """Bind through the pod's ``binding`` subresource, as kube-scheduler does."""
-        await self._call(f"bind pod {namespace}/{name} to {node}", "POST",
+        await self._call("create", "pods/binding", f"bind pod {namespace}/{name} to {node}",
                          f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}/binding",
                          body={"apiVersion": "v1", "kind": "Binding",
                                "metadata": {"name": name, "namespace": namespace, "uid": uid},
@@ -222,13 +232,13 @@ class Kube:
             requests, limits = resource_quantities(size)
             resources = {"requests": requests, **({"limits": limits} if limits else {})}
             containers.append({"name": container, "resources": resources})
-        return await self._call(f"resize pod {namespace}/{name}", "PATCH",
+        return await self._call("patch", "pods/resize", f"resize pod {namespace}/{name}",
                                 f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}/resize",
                                 body={"spec": {"containers": containers}},
                                 content_type="application/strategic-merge-patch+json")
 
     async def patch_workload_status(self, namespace: str, name: str, status: Mapping) -> None:
-        await self._call(f"patch status of rlworkload {namespace}/{name}", "PATCH",
+        await self._call("patch", f"{PLURAL}/status", f"patch status of rlworkload {namespace}/{name}",
                          f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace)}/{PLURAL}/{quote(name)}/status",
                          body={"status": status}, content_type="application/merge-patch+json")
 
@@ -237,7 +247,7 @@ class Kube:
         """A core/v1 Event on ``involved`` (an API object), shown by ``kubectl describe``."""
         meta = involved["metadata"]
         namespace = meta.get("namespace") or "default"
-        await self._call(f"post event {reason} on {namespace}/{meta['name']}", "POST",
+        await self._call("create", "events", f"post event {reason} on {namespace}/{meta['name']}",
                          f"/api/v1/namespaces/{quote(namespace)}/events", body={
                              "apiVersion": "v1", "kind": "Event",
                              "metadata": {"generateName": f"{meta['name']}.", "namespace": namespace},
@@ -257,10 +267,11 @@ class Kube:
         Raises :class:`KubeError` naming the fix when the peering CRDs are not installed.
         """
         kind = "KopfPeering" if self._namespace else "ClusterKopfPeering"
-        path = self._scope(f"/apis/{PEERING_GROUP}/v1", kind.lower() + "s")
+        plural = kind.lower() + "s"
+        path = self._scope(f"/apis/{PEERING_GROUP}/v1", plural)
         metadata = {"name": name, **({"namespace": self._namespace} if self._namespace else {})}
         try:
-            await self._call(f"create {kind} {name}", "POST", path,
+            await self._call("create", plural, f"create {kind} {name}", path,
                              body={"apiVersion": f"{PEERING_GROUP}/v1", "kind": kind, "metadata": metadata})
         except KubeError as error:
             if error.status == 409:

@@ -27,8 +27,11 @@ GRID_WIDTH = 24
 """Grafana's grid is 24 columns wide."""
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 """Every panel queries the Prometheus picked in the dashboard's ``datasource`` variable."""
-WORKLOADS = 'workload=~"$workload"'
-"""The matcher of the ``workload`` variable (``.*`` when All is picked)."""
+WORKLOADS = 'namespace=~"$namespace", rlworkload=~"$rlworkload"'
+"""The matchers of the ``namespace`` and ``rlworkload`` variables (``.*`` when All is picked)."""
+BY_WORKLOAD = "namespace, rlworkload"
+"""The labels of a per-workload series (``namespace`` joins with kube-state-metrics)."""
+WORKLOAD_LEGEND = "{{namespace}}/{{rlworkload}}"
 
 
 @dataclass(frozen=True)
@@ -90,24 +93,24 @@ ROWS: tuple[Row, ...] = (
               "watth", kind="bargauge", width=8),
         Panel("Power per workload", "Power attributed to each RLWorkload's pods: their CPU share of their "
                                     "nodes' power, as Kepler attributes it.",
-              (Query(f"max by (workload) (thrifty_workload_power_watts{{{WORKLOADS}}})", "{{workload}}"),),
+              (Query(f"max by ({BY_WORKLOAD}) (thrifty_workload_power_watts{{{WORKLOADS}}})", WORKLOAD_LEGEND),),
               "watt", width=16),
         Panel("Energy per workload", "Energy attributed to each RLWorkload over the dashboard's time range.",
-              (Query(f"sum by (workload) (increase(thrifty_workload_energy_joules_total{{{WORKLOADS}}}"
-                     "[$__range])) / 3600", "{{workload}}"),),
+              (Query(f"sum by ({BY_WORKLOAD}) (increase(thrifty_workload_energy_joules_total{{{WORKLOADS}}}"
+                     "[$__range])) / 3600", WORKLOAD_LEGEND),),
               "watth", kind="bargauge", width=8),
     )),
     Row("Service level and reward", (
         Panel("SLO attainment", "Fraction of each workload's recent steps whose p95 latency met "
                                 "spec.slo.latencyP95Milliseconds (status.sloAttainment).",
-              (Query(f"max by (workload) (thrifty_slo_attainment_ratio{{{WORKLOADS}}})", "{{workload}}"),),
+              (Query(f"max by ({BY_WORKLOAD}) (thrifty_slo_attainment_ratio{{{WORKLOADS}}})", WORKLOAD_LEGEND),),
               "percentunit", width=8),
         Panel("p95 latency", "Each workload's p95 latency, from its spec.slo.latencyQuery.",
-              (Query(f"max by (workload) (thrifty_latency_p95_seconds{{{WORKLOADS}}})", "{{workload}}"),),
+              (Query(f"max by ({BY_WORKLOAD}) (thrifty_latency_p95_seconds{{{WORKLOADS}}})", WORKLOAD_LEGEND),),
               "s", width=8),
         Panel("Reward", "Reward of each workload's last step: minus energy, SLO violation and "
                         "disruption, weighted by spec.objective.energyWeight. Higher is better.",
-              (Query(f"max by (workload) (thrifty_reward{{{WORKLOADS}}})", "{{workload}}"),),
+              (Query(f"max by ({BY_WORKLOAD}) (thrifty_reward{{{WORKLOADS}}})", WORKLOAD_LEGEND),),
               "none", width=8),
     )),
     Row("Decisions", (
@@ -125,14 +128,14 @@ ROWS: tuple[Row, ...] = (
     )),
     Row("Replicas and resources", (
         Panel("Replicas", "Pods each RLWorkload has.",
-              (Query(f"max by (workload) (thrifty_workload_replicas{{{WORKLOADS}}})", "{{workload}}"),),
+              (Query(f"max by ({BY_WORKLOAD}) (thrifty_workload_replicas{{{WORKLOADS}}})", WORKLOAD_LEGEND),),
               "none", width=8),
         Panel("CPU request per container", "Each workload container's CPU request, as Thrifty sized it.",
-              (Query(f"max by (workload, container) (thrifty_workload_cpu_request_cores{{{WORKLOADS}}})",
-                     "{{workload}}/{{container}}"),), "short", width=8),
+              (Query(f"max by ({BY_WORKLOAD}, container) (thrifty_workload_cpu_request_cores{{{WORKLOADS}}})",
+                     f"{WORKLOAD_LEGEND}/{{{{container}}}}"),), "short", width=8),
         Panel("Memory request per container", "Each workload container's memory request, as Thrifty sized it.",
-              (Query(f"max by (workload, container) (thrifty_workload_memory_request_bytes{{{WORKLOADS}}})",
-                     "{{workload}}/{{container}}"),), "bytes", width=8),
+              (Query(f"max by ({BY_WORKLOAD}, container) (thrifty_workload_memory_request_bytes{{{WORKLOADS}}})",
+                     f"{WORKLOAD_LEGEND}/{{{{container}}}}"),), "bytes", width=8),
     )),
     Row("Policy and metrics sources", (
         Panel("Policy serving", "The policy each operator replica serves (name, version, backend).",
@@ -147,6 +150,26 @@ ROWS: tuple[Row, ...] = (
         Panel("Metrics sources up", "1 while a metrics source answers: metrics-api (metrics-server) and "
                                     "prometheus (spec.slo.latencyQuery). While one is down, sizing holds.",
               (Query("min by (source) (thrifty_metrics_source_up)", "{{source}}"),), "none", width=8),
+    )),
+    Row("Operator", (
+        Panel("Pods waiting for Thrifty", "Pods with schedulerName thrifty that have no node yet. A few for a "
+                                          "moment is normal; a steady count means no node has room for them "
+                                          "(see the runbook of ThriftyPodsPendingTooLong).",
+              (Query("max(thrifty_pods_pending)", "pods"),), "none", width=8),
+        Panel("Longest wait for a node", "Time the longest-waiting of those pods has waited since its creation.",
+              (Query("max(thrifty_pods_pending_oldest_seconds)", "oldest"),), "s", width=8),
+        Panel("Reconcile errors", "Placement sweeps and sizing steps stopped by an error (per interval): "
+                                  "the API refused or did not answer, or a bug. The operator's log says why.",
+              (Query("sum by (kind) (increase(thrifty_reconcile_errors_total[$__rate_interval]))", "{{kind}}"),),
+              "short", width=8),
+        Panel("Kubernetes API requests", "Thrifty's own API calls per second by verb, resource and outcome "
+                                         "(kopf's watches aside). client-error includes the expected 409s "
+                                         "of a pod another replica created.",
+              (Query("sum by (verb, resource, outcome) (rate(thrifty_kube_api_requests_total[$__rate_interval]))",
+                     "{{verb}} {{resource}} {{outcome}}"),), "reqps", width=16),
+        Panel("Operator build", "Version of each running operator replica, and of its Python and kopf.",
+              (Query("max by (version, python_version, kopf_version) (thrifty_build_info)", ""),), "none",
+              kind="table", width=8),
     )),
 )
 
@@ -198,6 +221,16 @@ def _layout(rows: Sequence[Row]) -> list[dict]:
     return panels
 
 
+def _label_variable(label: str, title: str, series: str) -> dict:
+    """A multi-value variable over the values of ``label`` in ``series``, All picked."""
+    query = f"label_values({series}, {label})"
+    return {"name": label, "label": title, "type": "query", "datasource": DATASOURCE, "definition": query,
+            "query": {"query": query, "refId": label},
+            # Refresh on time range change: workloads come and go.
+            "refresh": 2, "multi": True, "includeAll": True, "allValue": ".*", "sort": 1, "hide": 0,
+            "current": {"selected": True, "text": ["All"], "value": ["$__all"]}}
+
+
 def build(rows: Sequence[Row] = ROWS) -> dict:
     """The dashboard, as Grafana's JSON model."""
     return {
@@ -214,12 +247,8 @@ def build(rows: Sequence[Row] = ROWS) -> dict:
         "templating": {"list": [
             {"name": "datasource", "label": "Prometheus", "type": "datasource", "query": "prometheus",
              "refresh": 1, "hide": 0, "current": {}},
-            {"name": "workload", "label": "RLWorkload", "type": "query", "datasource": DATASOURCE,
-             "definition": "label_values(thrifty_workload_replicas, workload)",
-             "query": {"query": "label_values(thrifty_workload_replicas, workload)", "refId": "workload"},
-             # Refresh on time range change: workloads come and go.
-             "refresh": 2, "multi": True, "includeAll": True, "allValue": ".*", "sort": 1, "hide": 0,
-             "current": {"selected": True, "text": ["All"], "value": ["$__all"]}},
+            _label_variable("namespace", "Namespace", "thrifty_workload_replicas"),
+            _label_variable("rlworkload", "RLWorkload", 'thrifty_workload_replicas{namespace=~"$namespace"}'),
         ]},
         "annotations": {"list": []},
         "panels": _layout(rows),

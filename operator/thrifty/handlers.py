@@ -38,12 +38,13 @@ refills, and a few Events.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import kopf
@@ -423,21 +424,43 @@ class Reconciler:
         self._placement_queued = True
         async with self._lock:
             self._placement_queued = False
-            started = time.perf_counter()
-            try:
-                obs = await self._observe()
-                self._account_energy(self._snapshot(obs))
-                records = await self._place(obs)
-                await self._write_placements(obs, records)
-            except KubeError as error:
-                logger.warning("placement sweep failed, retried on the next event or step: %s", error)
-            self.metrics.step_duration.labels("placement").observe(time.perf_counter() - started)
+            async with self._step("placement"):
+                try:
+                    obs = await self._observe()
+                    self._account_energy(self._snapshot(obs))
+                    records = await self._place(obs)
+                    await self._write_placements(obs, records)
+                except KubeError as error:
+                    self.metrics.count_reconcile_error("placement")
+                    logger.warning("placement sweep failed, retried on the next event or step: %s", error)
+
+    @contextlib.asynccontextmanager
+    async def _step(self, kind: str) -> AsyncIterator[None]:
+        """Time a step of ``kind`` (placement or sizing); an exception the step lets out is a bug
+        (or an API reply it did not expect), counted before kopf logs it and retries."""
+        started = time.perf_counter()
+        try:
+            yield
+        except Exception:
+            self.metrics.count_reconcile_error(kind)
+            raise
+        finally:
+            self.metrics.step_duration.labels(kind).observe(time.perf_counter() - started)
 
     def pod_event_needs_sweep(self, event_type: str | None, pod: Mapping) -> bool:
-        """A pod to place, or a deleted pod that may have made room for one that found none."""
+        """A pod to place, or a deleted pod that may have made room for one that found none.
+
+        Every pod event passes here, so it also keeps the count of waiting pods
+        (``thrifty_pods_pending``) current between sweeps, at no API cost."""
+        key = object_key(pod)
         if event_type == "DELETED":
-            self._unplaced.discard(object_key(pod))
+            self._unplaced.discard(key)
+            self.metrics.pending_pods.done(key)
             return bool(self._unplaced)
+        if needs_placement(pod) and self._watched(pod):
+            self.metrics.pending_pods.waiting(key, parse_time(pod["metadata"].get("creationTimestamp")))
+        else:
+            self.metrics.pending_pods.done(key)
         return needs_placement(pod)
 
     async def _place(self, obs: Observation) -> dict[str, list[DecisionRecord]]:
@@ -449,7 +472,7 @@ class Reconciler:
         """
         pending = [object_key(p) for p in obs.pods if needs_placement(p) and self._watched(p)]
         records: dict[str, list[DecisionRecord]] = {}
-        unplaced = set()
+        unplaced, settled = set(), set()
         for batch in placement_batches(obs.pods, pending):
             members = set(batch)
             snapshot = self._snapshot(obs, include_pending=lambda p: object_key(p) in members,
@@ -465,6 +488,7 @@ class Reconciler:
                     await self._post(_pod_event_object(pod), fallback_event(decision.fallback), "Place")
                 record = await self._bind(obs, pod, decision)
                 if record is None:
+                    settled.add(decision.pod)  # deleted, or bound by another: waits no more
                     continue
                 if record.outcome == REJECTED:
                     unplaced.add(decision.pod)
@@ -476,6 +500,11 @@ class Reconciler:
                     records.setdefault(owner.key, []).append(record)
                     await self._post(_workload_event_object(obs.objects[owner.key]), decision_event(record), "Bind")
         self._unplaced = unplaced
+        # The pods still waiting, from the full list: also drops those whose deletion no event
+        # told (while peering paused this replica's watches).
+        self.metrics.pending_pods.replace({
+            object_key(p): parse_time(p["metadata"].get("creationTimestamp")) for p in obs.pods
+            if needs_placement(p) and self._watched(p) and object_key(p) not in settled})
         return records
 
     async def _bind(self, obs: Observation, pod: dict, decision: PlacementDecision) -> DecisionRecord | None:
@@ -528,7 +557,7 @@ class Reconciler:
         # A workload created again under the same name starts without the old cooldowns.
         self.ledger = ChurnLedger(*({k: t for k, t in times.items() if k != key} for times in (
             self.ledger.last_scale_out, self.ledger.last_scale_in, self.ledger.last_resize)))
-        self.metrics.forget_workload(key)
+        self.metrics.forget_workload(*key.split("/", 1))
 
     def _memory_of(self, workload: WorkloadSpec) -> _Memory:
         if workload.key not in self._memory:
@@ -560,20 +589,20 @@ class Reconciler:
         async with self._lock:
             if stopped:
                 return
-            started = time.perf_counter()
-            try:
-                obs = await self._observe(latency_of=key)
-                workload = obs.workload(key)
-                if workload is None:
-                    return
-                placements = await self._place(obs)
-                await self._write_placements(obs, placements, skip=key)
-                await self._size(obs, workload, placements.get(key, []))
-            except KubeError as error:
-                # The API answered badly (or not at all): the next interval repeats the step from
-                # what the API says then, which is safe after any partial step.
-                logger.warning("sizing step of %s stopped, repeated next interval: %s", key, error)
-            self.metrics.step_duration.labels("sizing").observe(time.perf_counter() - started)
+            async with self._step("sizing"):
+                try:
+                    obs = await self._observe(latency_of=key)
+                    workload = obs.workload(key)
+                    if workload is None:
+                        return
+                    placements = await self._place(obs)
+                    await self._write_placements(obs, placements, skip=key)
+                    await self._size(obs, workload, placements.get(key, []))
+                except KubeError as error:
+                    # The API answered badly (or not at all): the next interval repeats the step
+                    # from what the API says then, which is safe after any partial step.
+                    self.metrics.count_reconcile_error("sizing")
+                    logger.warning("sizing step of %s stopped, repeated next interval: %s", key, error)
 
     async def _size(self, obs: Observation, workload: WorkloadSpec, placements: list[DecisionRecord]) -> None:
         self._seed_ledger(workload)
@@ -806,9 +835,10 @@ class Reconciler:
                                                 [*placements, *applied.records], self.config.last_decisions_limit),
             policy=self.policy.info, policy_fallback=bool(self.policy_error or decision.fallback),
             conditions=conditions)
-        self.metrics.set_workload(workload.key, watts=watts, elapsed_seconds=elapsed, replicas=replicas,
-                                  reward=reward, latency_p95_seconds=latency, slo_attainment=attainment)
-        self.metrics.set_container_requests(workload.key, {
+        self.metrics.set_workload(workload.namespace, workload.name, watts=watts, elapsed_seconds=elapsed,
+                                  replicas=replicas, reward=reward, latency_p95_seconds=latency,
+                                  slo_attainment=attainment)
+        self.metrics.set_container_requests(workload.namespace, workload.name, {
             c.name: (c.current.cpu_request_millicores / 1000.0, c.current.memory_request_bytes) for c in containers})
         await self.kube.patch_workload_status(workload.namespace, workload.name, status)
 

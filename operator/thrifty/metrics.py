@@ -2,8 +2,9 @@
 
 Every name starts with ``thrifty_``, uses base units (seconds, watts, joules, ratios in 0..1)
 and, for counters, ends in ``_total``. Labels are bounded: ``node`` (the cluster's nodes),
-``workload`` (``namespace/name`` of an RLWorkload), ``container`` (a container of its template),
-``kind``, ``outcome``, ``step``, ``source``.
+``namespace`` and ``rlworkload`` (an RLWorkload's namespace and name: the labels
+kube-state-metrics uses, so the two join on ``namespace``), ``container`` (a container of its
+template), ``kind``, ``outcome``, ``step``, ``source``, ``verb`` and ``resource`` (of an API call).
 Never a pod name: pods come and go, and each would leave a series behind.
 
 A workload's series are removed when it is deleted (:meth:`Metrics.forget_workload`), and a
@@ -13,7 +14,12 @@ over time too.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+import platform
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from importlib.metadata import version
 
 from prometheus_client import (
     CollectorRegistry,
@@ -24,13 +30,20 @@ from prometheus_client import (
     disable_created_metrics,
     start_http_server,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
+from thrifty import __version__
 from thrifty.policy.base import PolicyInfo
 
 DECISION_KINDS = ("placement", "horizontal", "vertical")
 OUTCOMES = ("applied", "recommended", "rejected", "failed")
 FALLBACK_KINDS = ("load", "placement", "sizing")
 SOURCES = ("metrics-api", "prometheus")
+RECONCILE_KINDS = ("placement", "sizing")
+API_OUTCOMES = ("success", "client-error", "server-error", "no-response")
+"""Of one Kubernetes API call: a 2xx, 4xx or 5xx answer, or none (connection failed, timeout)."""
+WORKLOAD_LABELS = ("namespace", "rlworkload")
 
 DECISION_BUCKETS_SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 """The pure core's time for one step: sub-millisecond for a few pods, up to seconds at scale."""
@@ -40,25 +53,67 @@ PLACEMENT_LATENCY_BUCKETS_SECONDS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 
 """From a pod's creation to its binding, what a user waits for."""
 
 
+class PendingPods(Collector):
+    """Pods waiting for Thrifty to bind them (``schedulerName: thrifty``, no node yet): how many,
+    and how long the longest has waited. Ages are computed at scrape time, so they grow between
+    two pod events as a wait does."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._created: dict[str, float] = {}
+        """Creation time (Unix seconds) by pod key; NaN when the pod carries none yet."""
+        # /metrics is served on its own thread while the handlers update the pods on the loop's.
+        self._lock = threading.Lock()
+
+    def waiting(self, key: str, created_seconds: float) -> None:
+        with self._lock:
+            self._created[key] = created_seconds
+
+    def done(self, key: str) -> None:
+        """Bound, deleted, or no longer Thrifty's to place."""
+        with self._lock:
+            self._created.pop(key, None)
+
+    def replace(self, created_seconds: Mapping[str, float]) -> None:
+        """All the pods that wait now, from a full pod list (what events may have missed)."""
+        with self._lock:
+            self._created = dict(created_seconds)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self._lock:
+            created = [c for c in self._created.values() if not math.isnan(c)]
+            count = len(self._created)
+        oldest = max((self._clock() - c for c in created), default=0.0)
+        yield GaugeMetricFamily("thrifty_pods_pending", "Pods with schedulerName thrifty that wait for a node.",
+                                value=count)
+        yield GaugeMetricFamily("thrifty_pods_pending_oldest_seconds",
+                                "Time the longest-waiting of those pods has waited since its creation "
+                                "(0 when none waits).", value=max(oldest, 0.0))
+
+
 class Metrics:
     """All collectors of one operator, on their own registry (a fresh one per test)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, clock: Callable[[], float] = time.time) -> None:
         # No `*_created` series: they would double the series of every counter and histogram,
         # and Prometheus does not need them to compute rates. (A process-wide switch.)
         disable_created_metrics()
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.reward = Gauge("thrifty_reward", "Reward of the workload's last step (higher is better).",
-                            ["workload"], registry=r)
+        w = WORKLOAD_LABELS
+        self.build = Info("thrifty_build", "The running operator's version, and those of Python and kopf.",
+                          registry=r)
+        self.build.info({"version": __version__, "python_version": platform.python_version(),
+                         "kopf_version": version("kopf")})
+        self.reward = Gauge("thrifty_reward", "Reward of the workload's last step (higher is better).", w, registry=r)
         self.node_power = Gauge("thrifty_node_power_watts", "Estimated power draw of the node.", ["node"], registry=r)
         self.node_energy = Counter("thrifty_node_energy_joules_total", "Estimated energy used by the node.",
                                    ["node"], registry=r)
         self.workload_power = Gauge("thrifty_workload_power_watts",
                                     "Power attributed to the workload's pods (CPU share of their nodes' power).",
-                                    ["workload"], registry=r)
+                                    w, registry=r)
         self.workload_energy = Counter("thrifty_workload_energy_joules_total",
-                                       "Energy attributed to the workload's pods.", ["workload"], registry=r)
+                                       "Energy attributed to the workload's pods.", w, registry=r)
         self.cluster_power = Gauge("thrifty_cluster_power_watts", "Estimated power draw of all nodes.", registry=r)
         self.cluster_energy = Counter("thrifty_cluster_energy_joules_total", "Estimated energy used by all nodes.",
                                       registry=r)
@@ -70,20 +125,24 @@ class Metrics:
         self.step_duration = Histogram("thrifty_step_duration_seconds",
                                        "Time of a whole reconcile step: observe, decide, act and record.",
                                        ["step"], buckets=STEP_BUCKETS_SECONDS, registry=r)
+        self.reconcile_errors = Counter("thrifty_reconcile_errors_total",
+                                        "Reconcile steps stopped by an error (the API, or a bug), by kind of step.",
+                                        ["kind"], registry=r)
         self.placement_latency = Histogram("thrifty_placement_latency_seconds",
                                            "Time from a pod's creation to Thrifty binding it.",
                                            buckets=PLACEMENT_LATENCY_BUCKETS_SECONDS, registry=r)
+        self.pending_pods = PendingPods(clock)
+        r.register(self.pending_pods)
         self.slo_attainment = Gauge("thrifty_slo_attainment_ratio",
-                                    "Fraction of recent steps whose p95 latency met the SLO.", ["workload"], registry=r)
-        self.latency = Gauge("thrifty_latency_p95_seconds", "Observed p95 latency of the workload.",
-                             ["workload"], registry=r)
-        self.replicas = Gauge("thrifty_workload_replicas", "Pods the workload has.", ["workload"], registry=r)
+                                    "Fraction of recent steps whose p95 latency met the SLO.", w, registry=r)
+        self.latency = Gauge("thrifty_latency_p95_seconds", "Observed p95 latency of the workload.", w, registry=r)
+        self.replicas = Gauge("thrifty_workload_replicas", "Pods the workload has.", w, registry=r)
         self.cpu_request = Gauge("thrifty_workload_cpu_request_cores",
                                  "CPU request of each sized container of the workload's pods.",
-                                 ["workload", "container"], registry=r)
+                                 [*w, "container"], registry=r)
         self.memory_request = Gauge("thrifty_workload_memory_request_bytes",
                                     "Memory request of each sized container of the workload's pods.",
-                                    ["workload", "container"], registry=r)
+                                    [*w, "container"], registry=r)
         self.policy = Info("thrifty_policy", "The policy serving decisions.", registry=r)
         self.fallbacks = Counter("thrifty_policy_fallbacks_total",
                                  "Times the heuristic decided because the policy failed to load or to decide.",
@@ -92,6 +151,9 @@ class Metrics:
                                ["source"], registry=r)
         self.source_errors = Counter("thrifty_metrics_source_errors_total", "Failed queries to a metrics source.",
                                      ["source"], registry=r)
+        self.api_requests = Counter("thrifty_kube_api_requests_total",
+                                    "Kubernetes API calls Thrifty made (kopf's own watches and patches aside), "
+                                    "by verb, resource and outcome.", ["verb", "resource", "outcome"], registry=r)
         # Zero-valued series exist from the start, so rate() and alerts see them before the first event.
         for kind in DECISION_KINDS:
             for outcome in OUTCOMES:
@@ -100,8 +162,10 @@ class Metrics:
             self.fallbacks.labels(kind)
         for source in SOURCES:
             self.source_errors.labels(source)
+        for kind in RECONCILE_KINDS:
+            self.reconcile_errors.labels(kind)
         self._nodes: set[str] = set()
-        self._containers: dict[str, set[str]] = {}
+        self._containers: dict[tuple[str, str], set[str]] = {}
 
     def serve(self, port: int, address: str = "0.0.0.0") -> None:
         """Serve ``/metrics`` over HTTP on a daemon thread (raises OSError if the port is taken)."""
@@ -116,6 +180,17 @@ class Metrics:
 
     def count_fallback(self, kind: str) -> None:
         self.fallbacks.labels(kind).inc()
+
+    def count_reconcile_error(self, kind: str) -> None:
+        """``kind``: one of :data:`RECONCILE_KINDS`."""
+        self.reconcile_errors.labels(kind).inc()
+
+    def count_api_request(self, verb: str, resource: str, status: int) -> None:
+        """One API call: its Kubernetes verb (``list``, ``create`` ...), the resource or
+        subresource (``pods``, ``pods/binding`` ...) and its HTTP status (0: no answer)."""
+        outcome = ("no-response" if status == 0 else "success" if 200 <= status < 300
+                   else "client-error" if status < 500 else "server-error")
+        self.api_requests.labels(verb, resource, outcome).inc()
 
     def set_source(self, source: str, *, up: bool) -> None:
         self.source_up.labels(source).set(1.0 if up else 0.0)
@@ -135,36 +210,37 @@ class Metrics:
         self.cluster_power.set(total)
         self.cluster_energy.inc(total * elapsed_seconds)
 
-    def set_workload(self, workload: str, *, watts: float, elapsed_seconds: float, replicas: int,
+    def set_workload(self, namespace: str, name: str, *, watts: float, elapsed_seconds: float, replicas: int,
                      reward: float, latency_p95_seconds: float, slo_attainment: float | None) -> None:
         """The workload's figures after one sizing step; unknown figures (NaN, None) are left out."""
-        self.workload_power.labels(workload).set(watts)
-        self.workload_energy.labels(workload).inc(watts * elapsed_seconds)
-        self.replicas.labels(workload).set(replicas)
+        self.workload_power.labels(namespace, name).set(watts)
+        self.workload_energy.labels(namespace, name).inc(watts * elapsed_seconds)
+        self.replicas.labels(namespace, name).set(replicas)
         if reward == reward:
-            self.reward.labels(workload).set(reward)
+            self.reward.labels(namespace, name).set(reward)
         if latency_p95_seconds == latency_p95_seconds:
-            self.latency.labels(workload).set(latency_p95_seconds)
+            self.latency.labels(namespace, name).set(latency_p95_seconds)
         if slo_attainment is not None:
-            self.slo_attainment.labels(workload).set(slo_attainment)
+            self.slo_attainment.labels(namespace, name).set(slo_attainment)
 
-    def set_container_requests(self, workload: str, requests: Mapping[str, tuple[float, float]]) -> None:
+    def set_container_requests(self, namespace: str, name: str, requests: Mapping[str, tuple[float, float]]) -> None:
         """``{container: (cpu cores, memory bytes)}`` of the workload's sized containers now."""
+        workload = (namespace, name)
         for gone in self._containers.get(workload, set()) - requests.keys():
-            self.cpu_request.remove(workload, gone)
-            self.memory_request.remove(workload, gone)
+            self.cpu_request.remove(namespace, name, gone)
+            self.memory_request.remove(namespace, name, gone)
         self._containers[workload] = set(requests)
         for container, (cores, memory) in requests.items():
-            self.cpu_request.labels(workload, container).set(cores)
-            self.memory_request.labels(workload, container).set(memory)
+            self.cpu_request.labels(namespace, name, container).set(cores)
+            self.memory_request.labels(namespace, name, container).set(memory)
 
-    def forget_workload(self, workload: str) -> None:
+    def forget_workload(self, namespace: str, name: str) -> None:
         """Drop a deleted workload's series."""
         for metric in (self.reward, self.workload_power, self.workload_energy, self.slo_attainment,
                        self.latency, self.replicas):
             try:
-                metric.remove(workload)
+                metric.remove(namespace, name)
             except KeyError:
                 pass
-        self.set_container_requests(workload, {})
-        del self._containers[workload]
+        self.set_container_requests(namespace, name, {})
+        del self._containers[(namespace, name)]

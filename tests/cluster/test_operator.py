@@ -82,6 +82,23 @@ def test_binds_a_plain_pod_with_scheduler_name_thrifty(operator: Operator, k: Ku
     wait_for("pod 'plain' to run", lambda: k.get("pod", "plain")["status"].get("phase") == "Running")
 
 
+def test_pods_waiting_for_a_node_are_counted(operator: Operator, k: Kubectl) -> None:
+    """A pod no node can take (its nodeSelector matches none) waits: thrifty_pods_pending counts
+    it and the oldest wait grows; deleted, it is no longer counted."""
+    k.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "nowhere"},
+             "spec": {"schedulerName": "thrifty", "nodeSelector": {"thrifty.dev/test": "no-such-node"},
+                      "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]}})
+    wait_for("the waiting pod to be counted", lambda: (operator.sample("thrifty_pods_pending") or 0) >= 1,
+             diagnose=operator.log_tail)
+    first = operator.sample("thrifty_pods_pending_oldest_seconds")
+    time.sleep(2.0)
+    assert operator.sample("thrifty_pods_pending_oldest_seconds") >= first + 1.5, "the wait does not grow"
+    k.cluster.kubectl("delete", "pod", "nowhere", "-n", k.namespace, "--wait", "--timeout=60s")
+    wait_for("the deleted pod to be no longer counted", lambda: operator.sample("thrifty_pods_pending") == 0,
+             diagnose=operator.log_tail)
+    assert operator.sample("thrifty_pods_pending_oldest_seconds") == 0.0
+
+
 def test_dependent_workloads_are_co_located(operator: Operator, k: Kubectl) -> None:
     k.apply(rlworkload("dep-db", replicas={"min": 2, "max": 2}))
     db = wait_for("both dep-db pods to be bound", lambda: len(p := k.pods_of("dep-db")) == 2 and _bound(p) and p,
@@ -269,15 +286,19 @@ def test_metrics_endpoint(operator: Operator, k: Kubectl) -> None:
     wait_for("a workload step to be counted", lambda: operator.sample(
         "thrifty_decisions", "thrifty_decisions_total", kind="horizontal", outcome="applied"))
     metrics = operator.scrape()
+    w = {"namespace", "rlworkload"}
     expected = {
-        "thrifty_reward": {"workload"}, "thrifty_node_power_watts": {"node"},
-        "thrifty_node_energy_joules": {"node"}, "thrifty_workload_power_watts": {"workload"},
-        "thrifty_workload_energy_joules": {"workload"}, "thrifty_cluster_power_watts": set(),
+        "thrifty_reward": w, "thrifty_node_power_watts": {"node"},
+        "thrifty_node_energy_joules": {"node"}, "thrifty_workload_power_watts": w,
+        "thrifty_workload_energy_joules": w, "thrifty_cluster_power_watts": set(),
         "thrifty_cluster_energy_joules": set(), "thrifty_decisions": {"kind", "outcome"},
         "thrifty_decision_duration_seconds": {"step"}, "thrifty_step_duration_seconds": {"step"},
         "thrifty_placement_latency_seconds": set(), "thrifty_policy_info": {"name", "version", "backend"},
         "thrifty_policy_fallbacks": {"kind"}, "thrifty_metrics_source_up": {"source"},
-        "thrifty_metrics_source_errors": {"source"}, "thrifty_workload_replicas": {"workload"},
+        "thrifty_metrics_source_errors": {"source"}, "thrifty_workload_replicas": w,
+        "thrifty_build_info": {"version", "python_version", "kopf_version"}, "thrifty_pods_pending": set(),
+        "thrifty_pods_pending_oldest_seconds": set(), "thrifty_reconcile_errors": {"kind"},
+        "thrifty_kube_api_requests": {"verb", "resource", "outcome"},
     }
     for name, labels in expected.items():
         assert name in metrics, f"{name} missing from /metrics: {sorted(metrics)}"
@@ -296,8 +317,15 @@ def test_metrics_endpoint(operator: Operator, k: Kubectl) -> None:
     assert operator.sample("thrifty_policy_info", name="scripted", backend="test") == 1.0
     placed = operator.sample("thrifty_placement_latency_seconds", "thrifty_placement_latency_seconds_count")
     assert placed and placed > 0
-    workloads = {s.labels["workload"] for s in metrics["thrifty_workload_replicas"].samples}
-    assert all(w.startswith(k.namespace + "/") for w in workloads), workloads
+    namespaces = {s.labels["namespace"] for s in metrics["thrifty_workload_replicas"].samples}
+    assert namespaces == {k.namespace}, namespaces
+    # Every call the module's steps make is counted, and the ones that must work did.
+    calls = {(s.labels["verb"], s.labels["resource"]): s.value for s in metrics["thrifty_kube_api_requests"].samples
+             if s.labels["outcome"] == "success"}
+    for call in (("list", "pods"), ("list", "nodes"), ("list", "rlworkloads"), ("create", "pods"),
+                 ("create", "pods/binding"), ("patch", "rlworkloads/status"), ("create", "events"),
+                 ("list", "nodes.metrics.k8s.io")):
+        assert calls.get(call, 0) > 0, f"no successful {call} counted: {calls}"
     assert not any("pod" in label for family in metrics.values() for s in family.samples for label in s.labels)
 
 
@@ -345,7 +373,7 @@ def test_latency_source_down_holds_sizing_then_recovers(operator: Operator, k: K
         assert status["sloAttainment"] == 1.0
         assert condition(k.get("rlw", "grow-lat"), "SLOMet")["status"] == "True"
         assert operator.sample("thrifty_metrics_source_up", source="prometheus") == 1.0
-        assert operator.sample("thrifty_latency_p95_seconds", workload=f"{k.namespace}/grow-lat") == 0.05
+        assert operator.sample("thrifty_latency_p95_seconds", namespace=k.namespace, rlworkload="grow-lat") == 0.05
     finally:
         server.shutdown()
         server.server_close()

@@ -27,11 +27,11 @@ from thrifty.dashboard import queries
 
 DASHBOARD = REPO / "manifests" / "grafana" / "thrifty.json"
 ALERTS = {"ThriftyPolicyFallbackActive", "ThriftySLOAttainmentLow", "ThriftyDecisionsFailing",
-          "ThriftyMetricsSourceDown"}
+          "ThriftyMetricsSourceDown", "ThriftyPodsPendingTooLong", "ThriftyOperatorAbsent"}
 WINDOW = "15m"
 """Stands for Grafana's $__rate_interval and $__range: longer than the test, so every rate and
 increase covers all it did (the placements at its start included)."""
-GRAFANA_VARIABLES = {"$__rate_interval": WINDOW, "$__range": WINDOW, "$workload": ".*"}
+GRAFANA_VARIABLES = {"$__rate_interval": WINDOW, "$__range": WINDOW, "$namespace": ".*", "$rlworkload": ".*"}
 PANELS_WAIT_S = 180.0
 
 
@@ -157,12 +157,15 @@ def test_each_alert_fires_when_it_should(rule_file: Path, monitored) -> None:
         tests:
           - interval: 1m
             input_series:
+              - {{series: 'thrifty_build_info{{version="0.1.0",pod="a"}}', values: '1x40'}}
+              # A pod has waited since the start (its age grows a minute a minute).
+              - {{series: 'thrifty_pods_pending_oldest_seconds{{pod="a"}}', values: '0+60x40'}}
               # The policy failed to load in pod a; pod b's sizing fell back once, long ago.
               - {{series: 'thrifty_policy_fallbacks_total{{kind="load",pod="a"}}', values: '1x40'}}
               - {{series: 'thrifty_policy_fallbacks_total{{kind="sizing",pod="b"}}', values: '0 1 1x38'}}
               - {{series: 'thrifty_policy_fallbacks_total{{kind="placement",pod="a"}}', values: '0+1x40'}}
-              - {{series: 'thrifty_slo_attainment_ratio{{workload="shop/web",pod="a"}}', values: '0.5x40'}}
-              - {{series: 'thrifty_slo_attainment_ratio{{workload="shop/db",pod="a"}}', values: '0.95x40'}}
+              - {{series: 'thrifty_slo_attainment_ratio{{namespace="shop",rlworkload="web",pod="a"}}', values: '0.5x40'}}
+              - {{series: 'thrifty_slo_attainment_ratio{{namespace="shop",rlworkload="db",pod="a"}}', values: '0.95x40'}}
               - {{series: 'thrifty_decisions_total{{kind="vertical",outcome="failed",pod="a"}}', values: '0+1x40'}}
               - {{series: 'thrifty_decisions_total{{kind="vertical",outcome="applied",pod="a"}}', values: '0+1x40'}}
               - {{series: 'thrifty_decisions_total{{kind="placement",outcome="failed",pod="a"}}', values: '0+1x40'}}
@@ -177,16 +180,21 @@ def test_each_alert_fires_when_it_should(rule_file: Path, monitored) -> None:
                     value: 1
                   - labels: 'ALERTS{{alertname="ThriftyPolicyFallbackActive",alertstate="firing",kind="placement",pod="a",severity="warning"}}'
                     value: 1
-                  - labels: 'ALERTS{{alertname="ThriftySLOAttainmentLow",alertstate="firing",workload="shop/web",severity="warning"}}'
+                  - labels: 'ALERTS{{alertname="ThriftySLOAttainmentLow",alertstate="firing",namespace="shop",rlworkload="web",severity="warning"}}'
                     value: 1
                   - labels: 'ALERTS{{alertname="ThriftyDecisionsFailing",alertstate="firing",kind="vertical",severity="warning"}}'
                     value: 1
                   - labels: 'ALERTS{{alertname="ThriftyMetricsSourceDown",alertstate="firing",source="prometheus",pod="a",severity="warning"}}'
                     value: 1
+                  - labels: 'ALERTS{{alertname="ThriftyPodsPendingTooLong",alertstate="firing",severity="warning"}}'
+                    value: 1
           - interval: 1m
             input_series:
+              - {{series: 'thrifty_build_info{{version="0.1.0",pod="a"}}', values: '1x40'}}
+              # Pods keep coming and each waits a moment: never one for long.
+              - {{series: 'thrifty_pods_pending_oldest_seconds{{pod="a"}}', values: '0 5 0 30 2x36'}}
               - {{series: 'thrifty_policy_fallbacks_total{{kind="load",pod="a"}}', values: '0x40'}}
-              - {{series: 'thrifty_slo_attainment_ratio{{workload="shop/web",pod="a"}}', values: '1x40'}}
+              - {{series: 'thrifty_slo_attainment_ratio{{namespace="shop",rlworkload="web",pod="a"}}', values: '1x40'}}
               - {{series: 'thrifty_decisions_total{{kind="vertical",outcome="applied",pod="a"}}', values: '0+1x40'}}
               - {{series: 'thrifty_decisions_total{{kind="vertical",outcome="failed",pod="a"}}', values: '0x40'}}
               - {{series: 'thrifty_metrics_source_up{{source="metrics-api",pod="a"}}', values: '1x40'}}
@@ -194,6 +202,33 @@ def test_each_alert_fires_when_it_should(rule_file: Path, monitored) -> None:
               - expr: ALERTS
                 eval_time: 30m
                 exp_samples: []
+          # The operator was scraped for 10 minutes, then no more: its last sample counts for
+          # the 5 minutes of Prometheus' lookback (a real target that goes away is marked stale
+          # at once), then the series is absent, and the alert fires 5 minutes later.
+          - interval: 1m
+            input_series:
+              - {{series: 'thrifty_build_info{{version="0.1.0",pod="a"}}', values: '1x10 _x30'}}
+            promql_expr_test:
+              - expr: ALERTS{{alertname="ThriftyOperatorAbsent"}}
+                eval_time: 14m
+                exp_samples: []
+              - expr: ALERTS{{alertname="ThriftyOperatorAbsent"}}
+                eval_time: 17m
+                exp_samples:
+                  - labels: 'ALERTS{{alertname="ThriftyOperatorAbsent",alertstate="pending",severity="critical"}}'
+                    value: 1
+              - expr: ALERTS{{alertname="ThriftyOperatorAbsent"}}
+                eval_time: 30m
+                exp_samples:
+                  - labels: 'ALERTS{{alertname="ThriftyOperatorAbsent",alertstate="firing",severity="critical"}}'
+                    value: 1
+            alert_rule_test:
+              - alertname: ThriftyOperatorAbsent
+                eval_time: 5m
+                exp_alerts: []
+              - alertname: ThriftyPodsPendingTooLong
+                eval_time: 30m
+                exp_alerts: []
         """)
     path = rule_file.with_name("thrifty-rules.test.yml")
     path.write_text(tests)

@@ -240,7 +240,7 @@ def test_replayed_usage_reaches_metrics_api_and_latency_is_exported(cluster: Clu
             sample.name: sample.value
             for family in text_string_to_metric_families(text)
             for sample in family.samples
-            if sample.labels == {"workload": f"{ns}/web"}
+            if sample.labels == {"namespace": ns, "rlworkload": "web"}
         }
         assert values["thrifty_replay_running_replicas"] == 2
         assert values["thrifty_replay_cpu_demand_millicores"] == pytest.approx(demand.cpu_millicores, abs=0.5)

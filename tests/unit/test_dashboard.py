@@ -79,5 +79,22 @@ def test_covers_what_users_watch() -> None:
                    "thrifty_cluster_energy_joules_total", "thrifty_reward", "thrifty_slo_attainment_ratio",
                    "thrifty_decisions_total", "thrifty_decision_duration_seconds_bucket", "thrifty_workload_replicas",
                    "thrifty_workload_cpu_request_cores", "thrifty_workload_memory_request_bytes",
-                   "thrifty_policy_info", "thrifty_policy_fallbacks_total"):
+                   "thrifty_policy_info", "thrifty_policy_fallbacks_total", "thrifty_pods_pending",
+                   "thrifty_pods_pending_oldest_seconds", "thrifty_reconcile_errors_total",
+                   "thrifty_kube_api_requests_total", "thrifty_build_info"):
         assert metric in exprs, f"no panel shows {metric}"
+
+
+def test_per_workload_panels_filter_and_group_by_namespace_and_rlworkload() -> None:
+    """The labels kube-state-metrics joins on, filtered by the dashboard's two variables."""
+    built = dashboard.build()
+    variables = {v["name"]: v for v in built["templating"]["list"]}
+    assert "label_values(thrifty_workload_replicas, namespace)" == variables["namespace"]["definition"]
+    assert '$namespace' in variables["rlworkload"]["definition"]
+    per_workload = [(title, expr) for title, expr in dashboard.queries(built) if "thrifty_workload_" in expr
+                    or any(m in expr for m in ("thrifty_reward", "thrifty_slo_attainment", "thrifty_latency_p95"))]
+    assert len(per_workload) == 8, per_workload
+    for title, expr in per_workload:
+        assert 'namespace=~"$namespace", rlworkload=~"$rlworkload"' in expr, title
+        assert re.search(r"by \(namespace, rlworkload\b", expr), title
+    assert not any(re.search(r"\bworkload\b", expr) for _, expr in dashboard.queries(built))

@@ -106,12 +106,12 @@ def _running(pod: dict) -> bool:
 
 
 class _Gauges:
-    """The replayer's Prometheus gauges, labelled ``workload="namespace/name"`` as the operator's."""
+    """The replayer's Prometheus gauges, labelled ``namespace`` and ``rlworkload`` as the operator's."""
 
     def __init__(self) -> None:
         from prometheus_client import Gauge
 
-        labels = ("workload",)
+        labels = ("namespace", "rlworkload")
         self.latency = Gauge(
             "thrifty_replay_latency_p95_seconds",
             "MODELLED, not measured: p95 response time of the workload from the M/M/c queue of "
@@ -167,19 +167,20 @@ class _Gauges:
         trace_seconds: float,
     ) -> None:
         """Set one workload's series; ``key`` is ``namespace/name``."""
-        self.latency.labels(key).set(latency_seconds)
-        self.rate.labels(key).set(demand.request_rate_per_second)
-        self.demand.labels(key).set(demand.cpu_millicores)
-        self.usage.labels(key).set(usage_millicores)
-        self.utilisation.labels(key).set(utilisation)
-        self.replicas.labels(key).set(replicas)
-        self.trace_seconds.labels(key).set(trace_seconds)
+        labels = key.split("/", 1)
+        self.latency.labels(*labels).set(latency_seconds)
+        self.rate.labels(*labels).set(demand.request_rate_per_second)
+        self.demand.labels(*labels).set(demand.cpu_millicores)
+        self.usage.labels(*labels).set(usage_millicores)
+        self.utilisation.labels(*labels).set(utilisation)
+        self.replicas.labels(*labels).set(replicas)
+        self.trace_seconds.labels(*labels).set(trace_seconds)
 
     def forget_except(self, keep: set[str]) -> None:
         """Drop the series of workloads that are gone or no longer replayed."""
         for key in self._seen - keep:
             for gauge in self._all:
-                gauge.remove(key)
+                gauge.remove(*key.split("/", 1))
         self._seen = set(keep)
 
 

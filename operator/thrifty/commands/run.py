@@ -10,12 +10,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import math
-import sys
 import time
 from typing import TYPE_CHECKING
-from urllib.parse import urlparse
 
+from thrifty.commands import flags
 from thrifty.safety import SafetyConfig
 
 if TYPE_CHECKING:
@@ -24,26 +22,44 @@ if TYPE_CHECKING:
 logger = logging.getLogger("thrifty")
 
 
+ENVIRONMENT_PREFIX = "THRIFTY_"
+"""``thrifty run --some-flag`` can also be set by ``THRIFTY_SOME_FLAG`` (see :mod:`thrifty.commands.flags`)."""
+LOG_FORMATS = ("text", "json")
+TEXT_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     defaults = SafetyConfig()
     parser = subparsers.add_parser(
         "run", help="run the operator",
         description="Run the Thrifty operator: place, size and scale RLWorkloads with the policy.",
+        epilog=f"Every flag can also be set by an environment variable: {ENVIRONMENT_PREFIX} and the flag's "
+               f"name in upper case with - as _ (--metrics-port: {ENVIRONMENT_PREFIX}METRICS_PORT), shown "
+               "after each flag. A flag on the command line wins over its variable; a variable's value is "
+               "checked as the flag's; a flag without a value (--standalone) takes true/1/yes/on or "
+               "false/0/no/off.",
     )
     parser.add_argument("--kubeconfig", metavar="PATH",
                         help="kubeconfig file (default: in-cluster credentials, else $KUBECONFIG or ~/.kube/config)")
     parser.add_argument("--namespace", metavar="NS", help="watch only this namespace (default: all namespaces)")
-    parser.add_argument("--interval-seconds", type=float, default=15.0,
+    parser.add_argument("--interval-seconds", type=flags.number("--interval-seconds", float, lambda v: v > 0,
+                                                                "a number > 0"), default=15.0,
                         help="seconds between two sizing steps of a workload (default: %(default)s)")
-    parser.add_argument("--metrics-port", type=int, default=8000,
+    parser.add_argument("--metrics-port", type=flags.number("--metrics-port", int, lambda v: 1 <= v <= 65535,
+                                                            "a TCP port from 1 to 65535"), default=8000,
                         help="port of the Prometheus /metrics endpoint (default: %(default)s)")
     parser.add_argument("--metrics-address", default="0.0.0.0",
                         help="address the /metrics endpoint listens on (default: %(default)s)")
     parser.add_argument("--liveness", metavar="URL",
+                        type=flags.url("--liveness", lambda u: u.scheme == "http" and bool(u.hostname and u.port),
+                                       "an http://HOST:PORT/PATH URL"),
                         help="serve kopf's health endpoint, e.g. http://0.0.0.0:8080/healthz (default: none)")
     parser.add_argument("--prometheus-url", metavar="URL",
+                        type=flags.url("--prometheus-url", lambda u: u.scheme in ("http", "https") and bool(u.netloc),
+                                       "an http:// or https:// URL"),
                         help="Prometheus that answers spec.slo.latencyQuery (http:// or https://)")
-    parser.add_argument("--prometheus-timeout-seconds", type=float, default=5.0,
+    parser.add_argument("--prometheus-timeout-seconds", default=5.0,
+                        type=flags.number("--prometheus-timeout-seconds", float, lambda v: v > 0, "a number > 0"),
                         help="longest wait for one Prometheus query (default: %(default)s)")
     parser.add_argument("--policy", default="heuristic",
                         help="'heuristic' (default), a trained policy directory (policies/<name>/), or module:Class")
@@ -55,69 +71,54 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--standalone", action="store_true", help="run without peering (a single replica)")
     parser.add_argument("--priority", type=int,
                         help="peering priority (default: start time in ms, so the newest replica acts)")
-    parser.add_argument("--max-replica-step", type=int, default=defaults.max_replica_step,
+    parser.add_argument("--max-replica-step", type=flags.positive_int("--max-replica-step"),
+                        default=defaults.max_replica_step,
                         help="most replicas added or removed in one step (default: %(default)s)")
-    parser.add_argument("--scale-out-cooldown-seconds", type=float, default=defaults.scale_out_cooldown_seconds,
-                        help="least time between two scale-outs of a workload (default: %(default)s)")
-    parser.add_argument("--scale-in-cooldown-seconds", type=float, default=defaults.scale_in_cooldown_seconds,
-                        help="least time after any scaling before a scale-in (default: %(default)s)")
-    parser.add_argument("--resize-cooldown-seconds", type=float, default=defaults.resize_cooldown_seconds,
-                        help="least time between two resizes of a workload (default: %(default)s)")
-    parser.add_argument("--history-window-samples", type=int, default=60,
+    for flag, default, what in (
+            ("--scale-out-cooldown-seconds", defaults.scale_out_cooldown_seconds,
+             "least time between two scale-outs of a workload"),
+            ("--scale-in-cooldown-seconds", defaults.scale_in_cooldown_seconds,
+             "least time after any scaling before a scale-in"),
+            ("--resize-cooldown-seconds", defaults.resize_cooldown_seconds,
+             "least time between two resizes of a workload")):
+        parser.add_argument(flag, type=flags.number(flag, float, lambda v: v >= 0, "a number >= 0"), default=default,
+                            help=f"{what} (default: %(default)s)")
+    parser.add_argument("--history-window-samples", type=flags.positive_int("--history-window-samples"), default=60,
                         help="usage samples kept per container, one per interval (default: %(default)s)")
-    parser.add_argument("--last-decisions", type=int, default=10,
+    parser.add_argument("--last-decisions", type=flags.number("--last-decisions", int, lambda v: 1 <= v <= 20,
+                                                              "from 1 to 20"), default=10,
                         help="entries kept in status.lastDecisions, 1 to 20 (default: %(default)s)")
-    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                        help="least severity logged (default: %(default)s)")
+    parser.add_argument("--log-format", default="text", choices=LOG_FORMATS,
+                        help="text lines, or one JSON object a line (kopf's JSON format: message, timestamp, "
+                             "severity, and the object a handler logs about) (default: %(default)s)")
+    flags.from_environment(parser, ENVIRONMENT_PREFIX)
     parser.set_defaults(func=run, parser=parser)
 
 
 def _config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> OperatorConfig:
-    """The validated :class:`OperatorConfig`; an invalid flag exits with a message naming it."""
+    """The :class:`OperatorConfig`; each flag's type checked its value, only the combinations
+    are checked here (an invalid one exits with a message naming the flag)."""
     from thrifty.handlers import OperatorConfig
 
-    def positive(flag: str, value: float) -> float:
-        if not (math.isfinite(value) and value > 0):
-            parser.error(f"{flag}: must be a number > 0, got {value}")
-        return value
-
-    def non_negative(flag: str, value: float) -> float:
-        if not (math.isfinite(value) and value >= 0):
-            parser.error(f"{flag}: must be a number >= 0, got {value}")
-        return value
-
-    if not 1 <= args.metrics_port <= 65535:
-        parser.error(f"--metrics-port: must be a TCP port from 1 to 65535, got {args.metrics_port}")
-    if args.liveness is not None:
-        url = urlparse(args.liveness)
-        if url.scheme != "http" or not url.hostname or not url.port:
-            parser.error(f"--liveness: must be an http://HOST:PORT/PATH URL, got {args.liveness!r}")
-    if args.prometheus_url is not None:
-        url = urlparse(args.prometheus_url)
-        if url.scheme not in ("http", "https") or not url.netloc:
-            parser.error(f"--prometheus-url: must be an http:// or https:// URL, got {args.prometheus_url!r}")
-    if args.max_replica_step < 1:
-        parser.error(f"--max-replica-step: must be >= 1, got {args.max_replica_step}")
-    if args.history_window_samples < 1:
-        parser.error(f"--history-window-samples: must be >= 1, got {args.history_window_samples}")
-    if not 1 <= args.last_decisions <= 20:
-        parser.error(f"--last-decisions: must be from 1 to 20, got {args.last_decisions}")
     if args.standalone and args.priority is not None:
         parser.error("--priority: has no effect with --standalone")
     safety = SafetyConfig(
         max_replica_step=args.max_replica_step,
-        scale_out_cooldown_seconds=non_negative("--scale-out-cooldown-seconds", args.scale_out_cooldown_seconds),
-        scale_in_cooldown_seconds=non_negative("--scale-in-cooldown-seconds", args.scale_in_cooldown_seconds),
-        resize_cooldown_seconds=non_negative("--resize-cooldown-seconds", args.resize_cooldown_seconds),
+        scale_out_cooldown_seconds=args.scale_out_cooldown_seconds,
+        scale_in_cooldown_seconds=args.scale_in_cooldown_seconds,
+        resize_cooldown_seconds=args.resize_cooldown_seconds,
     )
     return OperatorConfig(
         kubeconfig_path=args.kubeconfig,
         namespace=args.namespace,
-        reconcile_interval_seconds=positive("--interval-seconds", args.interval_seconds),
+        reconcile_interval_seconds=args.interval_seconds,
         metrics_port=args.metrics_port,
         metrics_address=args.metrics_address,
         liveness_endpoint=args.liveness,
         prometheus_url=args.prometheus_url,
-        prometheus_timeout_seconds=positive("--prometheus-timeout-seconds", args.prometheus_timeout_seconds),
+        prometheus_timeout_seconds=args.prometheus_timeout_seconds,
         policy_spec=args.policy,
         policy_backend=args.policy_backend,
         peering_name=args.peering,
@@ -154,7 +155,7 @@ async def _operate(config: OperatorConfig) -> int:
     except OSError as error:
         logger.error("--metrics-port %d: cannot listen on %s: %s", config.metrics_port, config.metrics_address, error)
         return 2
-    kube = await Kube.connect(config.kubeconfig_path, config.namespace)
+    kube = await Kube.connect(config.kubeconfig_path, config.namespace, metrics)
     prometheus = Prometheus(config.prometheus_url, config.prometheus_timeout_seconds) if config.prometheus_url else None
     try:
         if not config.standalone:
@@ -188,10 +189,18 @@ async def _operate(config: OperatorConfig) -> int:
     return 0
 
 
+def configure_logging(log_format: str, log_level: str) -> None:
+    """Text lines or JSON objects, both through kopf's own log configuration, so that kopf's
+    messages and Thrifty's come out in one format, on stderr."""
+    import kopf
+
+    kopf.configure(log_format=kopf.LogFormat.JSON if log_format == "json" else TEXT_LOG_FORMAT)
+    logging.getLogger().setLevel(log_level)
+    # kopf logs every handler run at INFO; Thrifty's own log says what matters.
+    logging.getLogger("kopf.objects").setLevel(max(logging.WARNING, logging.getLevelName(log_level)))
+
+
 def run(args: argparse.Namespace) -> int:
     config = _config(args, args.parser)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # kopf logs every handler run at INFO; Thrifty's own log says what matters.
-    logging.getLogger("kopf.objects").setLevel(max(logging.WARNING, logging.getLevelName(args.log_level)))
+    configure_logging(args.log_format, args.log_level)
     return asyncio.run(_operate(config))
