@@ -124,7 +124,7 @@ class Kube:
         configuration = self._client.configuration
         scheme, _, token = (configuration.api_key.get("BearerToken") or "").partition(" ")
         return kopf.ConnectionInfo(
-            server=configuration.host,
+            server=str(configuration.host),
             ca_path=configuration.ssl_ca_cert or None,
             insecure=not configuration.verify_ssl,
             certificate_path=configuration.cert_file or None,

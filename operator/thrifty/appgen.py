@@ -348,7 +348,8 @@ def build_app(
             "containers": [bounds],
             "slo": {
                 "latencyP95Milliseconds": profile.latency_p95_milliseconds,
-                "latencyQuery": f'thrifty_replay_latency_p95_seconds{{namespace="{namespace}",rlworkload="{service.name}"}}',
+                "latencyQuery": ("thrifty_replay_latency_p95_seconds"
+                                 f'{{namespace="{namespace}",rlworkload="{service.name}"}}'),
             },
             "objective": {"energyWeight": ENTRY_ENERGY_WEIGHT if service.entry else profile.energy_weight},
             "policy": {"name": "default", "mode": "Recommend" if service.name == recommend else "Auto"},

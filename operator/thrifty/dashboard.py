@@ -177,7 +177,7 @@ ROWS: tuple[Row, ...] = (
 def _panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict:
     targets = []
     for index, query in enumerate(panel.queries):
-        target = {"refId": chr(ord("A") + index), "datasource": DATASOURCE, "expr": query.expr,
+        target: dict[str, object] = {"refId": chr(ord("A") + index), "datasource": DATASOURCE, "expr": query.expr,
                   "legendFormat": query.legend or "__auto"}
         # A table shows the series' labels now; the others plot values over time.
         target.update({"instant": True, "range": False, "format": "table"} if panel.kind == "table"

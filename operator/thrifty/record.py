@@ -184,9 +184,9 @@ def merge_conditions(previous: Sequence[Mapping], current: Iterable[Condition], 
         merged[condition.type] = {
             "type": condition.type, "status": condition.status, "reason": condition.reason,
             "message": _truncate(condition.message, 32768), "observedGeneration": generation,
-            "lastTransitionTime": format_time(time_seconds) if changed else old["lastTransitionTime"],
+            "lastTransitionTime": format_time(time_seconds) if changed or old is None else old["lastTransitionTime"],
         }
-    return [*merged.values(), *(c for t, c in before.items() if t not in merged)]
+    return [*merged.values(), *(dict(c) for t, c in before.items() if t not in merged)]
 
 
 def ready_condition(*, replicas: int, ready_replicas: int, minimum: int, maximum: int) -> Condition:

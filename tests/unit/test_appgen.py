@@ -119,7 +119,8 @@ def test_app_objects():
         assert cpu_millicores(bounds["cpu"]["min"]) <= cpu_millicores(cpu) <= cpu_millicores(bounds["cpu"]["max"])
         assert memory_bytes(bounds["memory"]["min"]) <= memory_bytes(memory) <= memory_bytes(bounds["memory"]["max"])
         assert cpu_millicores(container["resources"]["limits"]["cpu"]) > cpu_millicores(cpu)  # Burstable
-        assert spec["slo"]["latencyQuery"] == f'thrifty_replay_latency_p95_seconds{{namespace="ns",rlworkload="{name}"}}'
+        query = spec["slo"]["latencyQuery"]
+        assert query == f'thrifty_replay_latency_p95_seconds{{namespace="ns",rlworkload="{name}"}}'
         assert 0.0 <= spec["objective"]["energyWeight"] <= 1.0
         # The replay annotations are what thrifty replay accepts.
         assert replay.parse_replay_spec(f"ns/{name}", annotations) is not None

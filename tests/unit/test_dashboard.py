@@ -60,7 +60,8 @@ def test_panels_are_complete_and_do_not_overlap() -> None:
     for panel in panels:
         grid = panel["gridPos"]
         assert grid["x"] + grid["w"] <= dashboard.GRID_WIDTH, panel["title"]
-        cells = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"]) for y in range(grid["y"], grid["y"] + grid["h"])}
+        cells = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"])
+                 for y in range(grid["y"], grid["y"] + grid["h"])}
         assert not cells & taken, f"panel {panel['title']!r} overlaps another"
         taken |= cells
         if panel["type"] == "row":

@@ -95,7 +95,7 @@ def fill(metrics: Metrics) -> None:
     metrics.pending_pods.waiting("ns/web-0", 0.0)
 
 
-@pytest.mark.parametrize(("name", "kind", "labels"), [(n, t, l) for n, (t, l) in EXPECTED.items()])
+@pytest.mark.parametrize(("name", "kind", "labels"), [(n, kind, labels) for n, (kind, labels) in EXPECTED.items()])
 def test_names_types_and_label_sets(metrics: Metrics, name: str, kind: str, labels: set[str]) -> None:
     fill(metrics)
     family = families(metrics)[name]

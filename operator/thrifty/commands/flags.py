@@ -19,10 +19,11 @@ import argparse
 import math
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import ParseResult, urlparse
 
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+_Number = TypeVar("_Number", int, float)
 
 
 class Parser(argparse.ArgumentParser):
@@ -34,8 +35,11 @@ class Parser(argparse.ArgumentParser):
         self.environment: dict[str, str] = {}
         """Variable name by the ``dest`` of the flag it sets."""
 
-    def parse_known_args(self, args: Sequence[str] | None = None,
-                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+    # The stubs overload parse_known_args by the namespace's type; this parser always fills an
+    # argparse.Namespace, so it keeps the one signature the CLI calls.
+    def parse_known_args(  # type: ignore[override]
+            self, args: Sequence[str] | None = None,
+            namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
         namespace = argparse.Namespace() if namespace is None else namespace
         # A variable's text waits in the namespace in place of the default; the command line
         # overwrites it if the flag is there. Only what is left is converted, so a bad variable
@@ -44,6 +48,7 @@ class Parser(argparse.ArgumentParser):
             if variable in os.environ:
                 setattr(namespace, dest, _FromEnvironment(variable, os.environ[variable]))
         namespace, extras = super().parse_known_args(args, namespace)
+        assert namespace is not None  # argparse returns the namespace it was given
         for action in self._actions:
             text = getattr(namespace, action.dest, None)
             if isinstance(text, _FromEnvironment):
@@ -84,11 +89,11 @@ def from_environment(parser: Parser, prefix: str) -> None:
         action.help = f"{action.help or ''} [env: {variable}]".lstrip()
 
 
-def number(flag: str, kind: type, accept: Callable[[float], bool], rule: str) -> Callable[[str], float]:
+def number(flag: str, kind: type[_Number], accept: Callable[[_Number], bool], rule: str) -> Callable[[str], _Number]:
     """A finite ``kind`` (int or float) that ``accept`` takes; else "FLAG: must be RULE"."""
     noun = "an integer" if kind is int else "a number"
 
-    def parse(text: str):
+    def parse(text: str) -> _Number:
         try:
             value = kind(text)
         except ValueError:

@@ -11,7 +11,7 @@ import argparse
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from thrifty.commands import flags
 from thrifty.safety import SafetyConfig
@@ -134,7 +134,8 @@ async def _operate(config: OperatorConfig) -> int:
     import kopf
 
     from thrifty.adapter import Kube, KubeError, Prometheus
-    from thrifty.handlers import Reconciler, register as register_handlers
+    from thrifty.handlers import Reconciler
+    from thrifty.handlers import register as register_handlers
     from thrifty.metrics import Metrics
     from thrifty.policy.base import PolicyError
     from thrifty.policy.heuristic import HeuristicPolicy
@@ -194,7 +195,10 @@ def configure_logging(log_format: str, log_level: str) -> None:
     messages and Thrifty's come out in one format, on stderr."""
     import kopf
 
-    kopf.configure(log_format=kopf.LogFormat.JSON if log_format == "json" else TEXT_LOG_FORMAT)
+    # kopf takes a format string as well as a LogFormat (kopf.configure's make_formatter matches
+    # both), though its annotation names only the enum.
+    text_format: Any = TEXT_LOG_FORMAT
+    kopf.configure(log_format=kopf.LogFormat.JSON if log_format == "json" else text_format)
     logging.getLogger().setLevel(log_level)
     # kopf logs every handler run at INFO; Thrifty's own log says what matters.
     logging.getLogger("kopf.objects").setLevel(max(logging.WARNING, logging.getLevelName(log_level)))
