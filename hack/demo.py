@@ -4,9 +4,10 @@
 1. builds the control plane if needed (hack/build.sh) and starts a cluster of simulated nodes
    sized from a real inventory (hack/cluster.sh);
 2. installs the RLWorkload CRD (crds/);
-3. starts, in the background with their logs in a temp dir: Prometheus (hack/prometheus.sh),
-   `thrifty replay` (real traces as the pods' usage, and their modelled latency) and the operator
-   (`thrifty run`, reading that latency through Prometheus);
+3. starts, in the background with their logs in a temp dir: Prometheus (hack/prometheus.sh, also
+   scraping the simulated kubelets' resource metrics, so `thrifty trace export` can read the run
+   back with KEEP=1), `thrifty replay` (real traces as the pods' usage, and their modelled
+   latency) and the operator (`thrifty run`, reading that latency through Prometheus);
 4. applies the sample application (manifests/samples/: six microservices of a real Alibaba call
    graph) and lets the operator place, scale and resize it for DEMO_SECONDS;
 5. prints a summary: placements, resizes, scalings, the power model's energy estimate, SLO
@@ -159,7 +160,7 @@ class Demo:
         url = last_line(
             [str(REPO / "hack/prometheus.sh"), "up", "--replayer-port", str(self.ports["replayer"]),
              "--operator-port", str(self.ports["operator"]), "--port", str(self.ports["prometheus"]),
-             "--dir", str(self.prometheus_dir)]
+             "--kubeconfig", self.kubeconfig, "--dir", str(self.prometheus_dir)]
         )  # fmt: skip
         self.prometheus_up = True
         say(f"Prometheus at {url}")

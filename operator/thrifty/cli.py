@@ -9,7 +9,7 @@ import sys
 from thrifty import __version__
 from thrifty.commands.flags import Parser
 
-SUBCOMMANDS = ("run", "features", "replay", "bench", "dashboard", "train")
+SUBCOMMANDS = ("run", "features", "replay", "bench", "trace", "dashboard", "train")
 """Modules under ``thrifty.commands``, in the order ``--help`` lists them."""
 
 

@@ -148,12 +148,6 @@ def installed(cluster: Cluster) -> Cluster:
 
 
 @pytest.fixture(scope="module")
-def image_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``bin/`` of an environment built by the Dockerfile's own command (tests.support.image_env)."""
-    return image_env.build(tmp_path_factory.mktemp("image"))
-
-
-@pytest.fixture(scope="module")
 def operator(installed: Cluster, image_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> InstalledOperator:
     tmp = tmp_path_factory.mktemp("install")
     op = InstalledOperator(installed, bin_dir=image_bin,

@@ -88,13 +88,13 @@ def rule_file(installed: Cluster, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 @pytest.fixture(scope="module")
-def monitored(installed: Cluster, rule_file: Path, tmp_path_factory: pytest.TempPathFactory):
+def monitored(installed: Cluster, rule_file: Path, image_bin: Path, tmp_path_factory: pytest.TempPathFactory):
     """Prometheus scraping the operator (its metrics port is fixed before either starts), the
     operator using that Prometheus for spec.slo.latencyQuery, and an RLWorkload to manage."""
     tmp = tmp_path_factory.mktemp("monitoring")
     prometheus_port = free_port()
     operator = InstalledOperator(
-        installed, kubeconfig=service_account_kubeconfig(installed, tmp / "thrifty.kubeconfig"),
+        installed, bin_dir=image_bin, kubeconfig=service_account_kubeconfig(installed, tmp / "thrifty.kubeconfig"),
         log_path=tmp / "thrifty-run.log",
         extra_args=[*FAST, f"--prometheus-url=http://127.0.0.1:{prometheus_port}"])
     directory = tmp / "prometheus"
