@@ -31,9 +31,10 @@ COPIES = {
     CHART / "files" / "thrifty.json": REPO / "manifests" / "grafana" / "thrifty.json",
     CHART / "files" / "prometheusrule.yaml": REPO / "manifests" / "monitoring" / "prometheusrule.yaml",
 }
-HELM_LABELS = {"helm.sh/chart", "app.kubernetes.io/managed-by", "app.kubernetes.io/instance",
-               "app.kubernetes.io/version"}
-"""Labels that only the chart sets (the instance label also in its selectors)."""
+HELM_ONLY = {"helm.sh/chart", "app.kubernetes.io/managed-by", "app.kubernetes.io/instance",
+             "app.kubernetes.io/version", "helm.sh/resource-policy", "imagePullPolicy"}
+"""Labels that only the chart sets (the instance label also in its selectors), the annotation
+that keeps its Namespace on uninstall, and the container's explicit imagePullPolicy."""
 
 MONITORING_ON = {"monitoring": {k: {"enabled": True} for k in ("serviceMonitor", "prometheusRule", "dashboard")}}
 
@@ -77,10 +78,11 @@ def kustomize(bin_dir: str, directory: Path) -> dict[tuple[str, str], dict]:
 
 
 def without_helm_only(obj: Any) -> Any:
-    """The object without what only the chart adds: its labels (wherever a label map holds them)
-    and the container's explicit imagePullPolicy. RBAC rules in a fixed order (they are a set)."""
+    """The object without what only the chart adds (HELM_ONLY, wherever it stands; a map left
+    empty by that goes too). RBAC rules in a fixed order (they are a set)."""
     if isinstance(obj, dict):
-        out = {k: without_helm_only(v) for k, v in obj.items() if k not in HELM_LABELS and k != "imagePullPolicy"}
+        out = {k: without_helm_only(v) for k, v in obj.items() if k not in HELM_ONLY}
+        out = {k: v for k, v in out.items() if v != {} or obj[k] == {}}
         if "rules" in out and obj.get("kind") in {"ClusterRole", "Role"}:
             out["rules"] = sorted(out["rules"], key=json.dumps)
         return out
@@ -208,8 +210,9 @@ WRITES = {"create", "update", "patch", "delete", "deletecollection"}
 
 def test_watching_one_namespace_confines_the_writes_to_it(helm: str, tmp_path: Path) -> None:
     """Every write and every watch of RLWorkloads and pods in a Role of the watched namespace;
-    cluster-wide only the reads the operator makes whatever it watches; together the same
-    permissions as watching everything, with the namespace's KopfPeerings for the cluster's."""
+    cluster-wide only the reads the operator makes whatever it watches, and kopf's of the
+    namespaces; together the permissions of watching everything, with the namespace's
+    KopfPeerings for the cluster's."""
     everything = _grants(render(helm, tmp_path)[("ClusterRole", RELEASE)]["rules"])
     objects = render(helm, tmp_path, {"watchNamespace": "apps"})
     cluster_wide = _grants(objects[("ClusterRole", RELEASE)]["rules"])
@@ -218,12 +221,13 @@ def test_watching_one_namespace_confines_the_writes_to_it(helm: str, tmp_path: P
     assert objects[("RoleBinding", RELEASE)]["metadata"]["namespace"] == "apps"
     assert objects[("RoleBinding", RELEASE)]["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": RELEASE}
-    assert cluster_wide == {("", "pods", "list"), ("", "nodes", "list"), ("metrics.k8s.io", "nodes", "list"),
+    namespaces = {("", "namespaces", "list"), ("", "namespaces", "watch")}
+    assert cluster_wide == namespaces | {("", "pods", "list"), ("", "nodes", "list"), ("metrics.k8s.io", "nodes", "list"),
                             ("metrics.k8s.io", "pods", "list"),
                             ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
                             ("apiextensions.k8s.io", "customresourcedefinitions", "watch")}
     in_namespace = _grants(role["rules"])
     peering = {verb: ("kopf.dev", "clusterkopfpeerings", verb) for verb in ("create", "list", "watch", "patch")}
-    assert cluster_wide | in_namespace == (everything - set(peering.values())) | {
+    assert cluster_wide | in_namespace == (everything - set(peering.values())) | namespaces | {
         ("kopf.dev", "kopfpeerings", verb) for verb in peering}
     assert not {verb for _, _, verb in cluster_wide} & WRITES
