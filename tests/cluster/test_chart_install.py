@@ -57,7 +57,8 @@ class Release:
         assert proc.returncode == 0, f"helm install failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}\n{events}"
 
     def uninstall(self) -> None:
-        proc = helm(self.cluster, "uninstall", RELEASE, "--namespace", NAMESPACE, "--wait", "--timeout=100s")
+        proc = helm(self.cluster, "uninstall", RELEASE, "--namespace", NAMESPACE, "--ignore-not-found", "--wait",
+                    "--timeout=100s")
         assert proc.returncode == 0, f"helm uninstall failed:\n{proc.stdout}{proc.stderr}"
         self.cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait", "--timeout=100s")
 
@@ -66,11 +67,14 @@ class Release:
 def release(request: pytest.FixtureRequest, cluster: Cluster) -> Release:
     watched = create_namespace(cluster, "thrifty-watched") if request.param == "one-namespace" else None
     installed = Release(cluster, watched)
-    installed.install()
-    yield installed
-    installed.uninstall()
-    if watched:
-        cluster.kubectl("delete", "namespace", watched, "--wait", "--timeout=60s", check=False)
+    try:
+        installed.install()
+        yield installed
+    finally:
+        # Also after a failed install, whose release would block the next one.
+        installed.uninstall()
+        if watched:
+            cluster.kubectl("delete", "namespace", watched, "--wait", "--timeout=60s", check=False)
 
 
 def test_chart_installs_crds_and_a_ready_deployment(release: Release) -> None:
