@@ -126,15 +126,25 @@ build_one() {
   echo "$(($(date +%s) - t0)) s"
 }
 
+# start_build LOCK DIR DONE: takes the lock file LOCK (several test processes may ask for the
+# binaries at once: one builds, the others wait for it), then fails if the function DONE finds
+# DIR complete; with THRIFTY_REBUILD, empties DIR instead. (Running clusters keep their
+# processes: they hold the old files open.) The lock is held until the script exits.
+start_build() {
+  local lock=$1 dir=$2 done=$3 fd
+  exec {fd}>"$lock"
+  if command -v flock >/dev/null; then flock "$fd"; fi
+  if [[ -n "${THRIFTY_REBUILD:-}" ]]; then
+    rm -rf "$dir"
+  elif "$done"; then
+    return 1
+  fi
+  mkdir -p "$dir"
+}
+
 build_control_plane() {
   local start t0 k8s_dir k8s_info k8s_commit k8s_date k8s_minor k8s_ld p etcd_dir kwok_dir ms_dir kwok_ld ms_src b
-  # Several test processes may ask for the binaries at once: let one build, the others wait for it.
-  exec 9>"$CACHE/build.lock"
-  if command -v flock >/dev/null; then flock 9; fi
-  if [[ -z "${THRIFTY_REBUILD:-}" ]] && complete; then return; fi
-  # (Running clusters keep their processes: they hold the old files open.)
-  if [[ -n "${THRIFTY_REBUILD:-}" ]]; then rm -rf "$BIN_DIR"; fi
-  mkdir -p "$BIN_DIR"
+  start_build "$CACHE/build.lock" "$BIN_DIR" complete || return 0
 
   start=$(date +%s)
   echo "building the local control plane into $BIN_DIR ($(go version | cut -d' ' -f3))"
@@ -197,11 +207,7 @@ build_control_plane() {
 # `hack/build.sh helm` need not wait for a control plane build.
 build_helm() {
   local start dir ld
-  exec 7>"$CACHE/build-helm.lock"
-  if command -v flock >/dev/null; then flock 7; fi
-  if [[ -z "${THRIFTY_REBUILD:-}" ]] && helm_complete; then return; fi
-  if [[ -n "${THRIFTY_REBUILD:-}" ]]; then rm -rf "$HELM_DIR"; fi
-  mkdir -p "$HELM_DIR"
+  start_build "$CACHE/build-helm.lock" "$HELM_DIR" helm_complete || return 0
 
   start=$(date +%s)
   echo "building helm into $HELM_DIR ($(go version | cut -d' ' -f3))"

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-
 import thrifty
+import yaml
 from thrifty.cli import build_parser
+
 from tests.conftest import REPO
 
 CHART = REPO / "charts" / "thrifty"
@@ -55,7 +55,7 @@ def render(helm: str, tmp_path: Path, values: dict | None = None, *, release: st
     values_file.write_text(yaml.safe_dump(values or {}))
     proc = subprocess.run([helm, "template", release, str(CHART), "--namespace", namespace, "--values",
                            str(values_file), *(["--include-crds"] if crds else [])],
-                          capture_output=True, text=True, timeout=60)
+                          check=False, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, f"helm template failed:\n{proc.stderr}"
     return by_name(proc.stdout)
 
@@ -71,8 +71,8 @@ def by_name(text: str) -> dict[tuple[str, str], dict]:
 
 
 def kustomize(bin_dir: str, directory: Path) -> dict[tuple[str, str], dict]:
-    proc = subprocess.run([f"{bin_dir}/kubectl", "kustomize", str(directory)], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run([f"{bin_dir}/kubectl", "kustomize", str(directory)], check=False, capture_output=True,
+                          text=True, timeout=60)
     assert proc.returncode == 0, f"kubectl kustomize {directory} failed:\n{proc.stderr}"
     return by_name(proc.stdout)
 
@@ -120,7 +120,7 @@ def test_chart_lints_strictly(helm: str, tmp_path: Path, values: dict) -> None:
     values_file = tmp_path / "values.yaml"
     values_file.write_text(yaml.safe_dump(values))
     proc = subprocess.run([helm, "lint", "--strict", str(CHART), "--namespace", NAMESPACE, "--values",
-                           str(values_file)], capture_output=True, text=True, timeout=60)
+                           str(values_file)], check=False, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, f"helm lint --strict:\n{proc.stdout}{proc.stderr}"
     assert "0 chart(s) failed" in proc.stdout, proc.stdout
 
