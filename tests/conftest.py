@@ -55,9 +55,20 @@ def _last_line(command: list[str]) -> str:
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Cluster:
+def bin_dir() -> str:
+    """Directory of the Kubernetes binaries and helm (hack/build.sh builds them if needed)."""
+    return _last_line([str(REPO / "hack/build.sh")])
+
+
+@pytest.fixture(scope="session")
+def helm() -> str:
+    """Path of helm alone (``hack/build.sh helm``: no Kubernetes binaries needed)."""
+    return str(Path(_last_line([str(REPO / "hack/build.sh"), "helm"])) / "helm")
+
+
+@pytest.fixture(scope="session")
+def cluster(bin_dir: str) -> Cluster:
     """The session's local cluster; started on first use and stopped at the end."""
-    bin_dir = _last_line([str(REPO / "hack/build.sh")])
     kubeconfig = _last_line(
         [str(REPO / "hack/cluster.sh"), "up", "--name", CLUSTER_NAME, "--nodes", str(CLUSTER_NODES)]
     )

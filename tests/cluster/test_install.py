@@ -88,25 +88,30 @@ def uninstall(cluster: Cluster) -> None:
     cluster.kubectl("delete", "-k", str(MANIFESTS), "--ignore-not-found", "--wait", "--timeout=100s", check=False)
 
 
-def service_account_kubeconfig(cluster: Cluster, path: Path) -> Path:
-    """A kubeconfig that authenticates as the ServiceAccount (a 1-hour token) to the same server."""
-    token = cluster.kubectl("create", "token", SERVICE_ACCOUNT, "-n", NAMESPACE, "--duration=1h").stdout.strip()
+def identity(namespace: str) -> str:
+    return f"system:serviceaccount:{namespace}:{SERVICE_ACCOUNT}"
+
+
+def service_account_kubeconfig(cluster: Cluster, path: Path, namespace: str = NAMESPACE) -> Path:
+    """A kubeconfig that authenticates as the ServiceAccount of ``namespace`` (a 1-hour token) to
+    the same server."""
+    token = cluster.kubectl("create", "token", SERVICE_ACCOUNT, "-n", namespace, "--duration=1h").stdout.strip()
     admin = yaml.safe_load(Path(cluster.kubeconfig).read_text())
     context = next(c["context"] for c in admin["contexts"] if c["name"] == admin["current-context"])
     server = next(c for c in admin["clusters"] if c["name"] == context["cluster"])
     path.write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": "thrifty",
         "clusters": [server],
-        "users": [{"name": IDENTITY, "user": {"token": token}}],
-        "contexts": [{"name": "thrifty", "context": {"cluster": server["name"], "user": IDENTITY}}],
+        "users": [{"name": identity(namespace), "user": {"token": token}}],
+        "contexts": [{"name": "thrifty", "context": {"cluster": server["name"], "user": identity(namespace)}}],
     }))
     path.chmod(0o600)
     return path
 
 
-def deployment_args(cluster: Cluster) -> list[str]:
+def deployment_args(cluster: Cluster, namespace: str = NAMESPACE) -> list[str]:
     """The installed Deployment's container args, its image paths mapped to the checkout."""
-    deployment = json.loads(cluster.kubectl("get", "deployment", "thrifty", "-n", NAMESPACE, "-o", "json").stdout)
+    deployment = json.loads(cluster.kubectl("get", "deployment", "thrifty", "-n", namespace, "-o", "json").stdout)
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     return [arg.replace(IMAGE_POLICIES, str(REPO / "policies")) for arg in container["args"]]
 
@@ -114,17 +119,20 @@ def deployment_args(cluster: Cluster) -> list[str]:
 class InstalledOperator(Operator):
     """``thrifty run`` from the image's environment, with the Deployment's args and the
     ServiceAccount's identity. Later flags win in argparse: ``extra_args`` move the ports to free
-    ones on loopback and shorten the intervals so that the test takes seconds."""
+    ones on loopback and shorten the intervals so that the test takes seconds. ``namespace`` is
+    where it is installed."""
 
     def __init__(self, cluster: Cluster, *, bin_dir: Path, kubeconfig: Path, log_path: Path,
-                 extra_args: list[str]) -> None:
+                 extra_args: list[str], namespace: str = NAMESPACE) -> None:
         # The base class's args (one namespace, the test policy) are replaced: this one runs as
-        # installed, over the whole cluster, with the image's packages and nothing from the checkout.
-        super().__init__(cluster, namespace=NAMESPACE, log_path=log_path)
+        # installed, over what the installed Deployment watches, with the image's packages and
+        # nothing from the checkout.
+        super().__init__(cluster, namespace=namespace, log_path=log_path)
         self.env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        self.identity = identity(namespace)
         self.health_port = free_port()
         self.args = [
-            str(bin_dir / "thrifty"), "run", *deployment_args(cluster), "--kubeconfig", str(kubeconfig),
+            str(bin_dir / "thrifty"), "run", *deployment_args(cluster, namespace), "--kubeconfig", str(kubeconfig),
             f"--metrics-port={self.metrics_port}", "--metrics-address=127.0.0.1",
             f"--liveness=http://127.0.0.1:{self.health_port}/healthz", *extra_args,
         ]
@@ -137,7 +145,7 @@ class InstalledOperator(Operator):
         """Log lines where the API server refused the ServiceAccount something (Thrifty's own
         calls name the user; kopf says "Not enough permissions" and carries on without)."""
         return [line for line in self.log_path.read_text(errors="replace").splitlines()
-                if (IDENTITY in line and "cannot" in line) or "Not enough permissions" in line]
+                if (self.identity in line and "cannot" in line) or "Not enough permissions" in line]
 
 
 @pytest.fixture(scope="module")
@@ -200,45 +208,57 @@ def test_operator_does_its_whole_job_as_its_service_account(operator: InstalledO
     Events, keep its peering alive and read metrics-server: all without a single denial."""
     cluster = operator.cluster
     namespace = create_namespace(cluster, "thrifty-install")
-    k = Kubectl(cluster, namespace)
     try:
-        pinned = [{"name": "app", "cpu": {"min": "100m", "max": "100m"}}]
-        k.apply(rlworkload("web", replicas={"min": 2, "max": 2}, bounds=pinned))
-        placed = wait_for("2 pods of web created and bound by Thrifty", lambda: len(p := k.pods_of("web")) == 2 and all(
-            x["spec"].get("nodeName") for x in p) and p, diagnose=operator.log_tail)
-        assert {p["spec"]["schedulerName"] for p in placed} == {"thrifty"}
-        uids = {p["metadata"]["uid"] for p in placed}
-
-        # Raising the CPU minimum above the pods' request: the safety bounds resize them in place.
-        k.patch("rlw", "web", {"spec": {"containers": [{"name": "app", "cpu": {"min": "150m", "max": "1"}}]}})
-        wait_for("both pods resized in place to 150m", lambda: [
-            p["spec"]["containers"][0]["resources"]["requests"]["cpu"] for p in k.pods_of("web")] == ["150m", "150m"],
-            diagnose=operator.log_tail)
-        assert {p["metadata"]["uid"] for p in k.pods_of("web")} == uids, "a pod was recreated instead of resized"
-
-        k.patch("rlw", "web", {"spec": {"replicas": {"min": 3, "max": 3}}})
-        wait_for("a third pod, bound", lambda: len(p := k.pods_of("web")) == 3 and all(
-            x["spec"].get("nodeName") for x in p), diagnose=operator.log_tail)
-        k.patch("rlw", "web", {"spec": {"replicas": {"min": 1, "max": 1}}})
-        wait_for("scale-in to 1 pod", lambda: len(k.pods_of("web")) == 1, diagnose=operator.log_tail)
-
-        status = wait_for("status of the last step", lambda: (w := k.get("rlw", "web")).get("status", {}).get(
-            "replicas") == 1 and w["status"].get("observedGeneration") == w["metadata"]["generation"] and w["status"],
-            diagnose=operator.log_tail)
-        kinds = {(d["kind"], d["outcome"]) for d in status["lastDecisions"]}
-        assert {("Placement", "Applied"), ("Vertical", "Applied"), ("Horizontal", "Applied")} <= kinds, kinds
-        reasons = {e["reason"] for e in k.events("web", "RLWorkload")}
-        assert {"Placed", "Resized", "Scaled"} <= reasons, reasons
-        assert any(e["source"].get("component") == "thrifty" and e["reason"] == "Scheduled"
-                   for e in k.items("events") if e["involvedObject"]["kind"] == "Pod"), "no Scheduled Event on a pod"
+        does_its_whole_job(operator, namespace)
     finally:
         # The RLWorkload carries kopf's finalizer: the operator, still running, releases it.
         cluster.kubectl("delete", "namespace", namespace, "--wait", "--timeout=60s", check=False)
+    assert_peering_and_health(operator, ["clusterkopfpeering", "thrifty"])
 
+
+def does_its_whole_job(operator: InstalledOperator, namespace: str) -> None:
+    """The operator places, resizes, scales out and in an RLWorkload it creates in ``namespace``,
+    writes its status and posts its Events."""
+    k = Kubectl(operator.cluster, namespace)
+    pinned = [{"name": "app", "cpu": {"min": "100m", "max": "100m"}}]
+    k.apply(rlworkload("web", replicas={"min": 2, "max": 2}, bounds=pinned))
+    placed = wait_for("2 pods of web created and bound by Thrifty", lambda: len(p := k.pods_of("web")) == 2 and all(
+        x["spec"].get("nodeName") for x in p) and p, diagnose=operator.log_tail)
+    assert {p["spec"]["schedulerName"] for p in placed} == {"thrifty"}
+    uids = {p["metadata"]["uid"] for p in placed}
+
+    # Raising the CPU minimum above the pods' request: the safety bounds resize them in place.
+    k.patch("rlw", "web", {"spec": {"containers": [{"name": "app", "cpu": {"min": "150m", "max": "1"}}]}})
+    wait_for("both pods resized in place to 150m", lambda: [
+        p["spec"]["containers"][0]["resources"]["requests"]["cpu"] for p in k.pods_of("web")] == ["150m", "150m"],
+        diagnose=operator.log_tail)
+    assert {p["metadata"]["uid"] for p in k.pods_of("web")} == uids, "a pod was recreated instead of resized"
+
+    k.patch("rlw", "web", {"spec": {"replicas": {"min": 3, "max": 3}}})
+    wait_for("a third pod, bound", lambda: len(p := k.pods_of("web")) == 3 and all(
+        x["spec"].get("nodeName") for x in p), diagnose=operator.log_tail)
+    k.patch("rlw", "web", {"spec": {"replicas": {"min": 1, "max": 1}}})
+    wait_for("scale-in to 1 pod", lambda: len(k.pods_of("web")) == 1, diagnose=operator.log_tail)
+
+    status = wait_for("status of the last step", lambda: (w := k.get("rlw", "web")).get("status", {}).get(
+        "replicas") == 1 and w["status"].get("observedGeneration") == w["metadata"]["generation"] and w["status"],
+        diagnose=operator.log_tail)
+    kinds = {(d["kind"], d["outcome"]) for d in status["lastDecisions"]}
+    assert {("Placement", "Applied"), ("Vertical", "Applied"), ("Horizontal", "Applied")} <= kinds, kinds
+    reasons = {e["reason"] for e in k.events("web", "RLWorkload")}
+    assert {"Placed", "Resized", "Scaled"} <= reasons, reasons
+    assert any(e["source"].get("component") == "thrifty" and e["reason"] == "Scheduled"
+               for e in k.items("events") if e["involvedObject"]["kind"] == "Pod"), "no Scheduled Event on a pod"
+
+
+def assert_peering_and_health(operator: InstalledOperator, peering: list[str]) -> None:
+    """It read metrics-server, kept the peering object ``peering`` (kubectl get args) alive,
+    answers /healthz, and was never denied anything."""
+    cluster = operator.cluster
     assert operator.sample("thrifty_metrics_source_up", source="metrics-api") == 1.0, (
         "the ServiceAccount cannot read metrics.k8s.io: " + operator.log_tail())
-    peering = json.loads(cluster.kubectl("get", "clusterkopfpeering", "thrifty", "-o", "json").stdout)
-    assert peering.get("status"), "no keep-alive in the ClusterKopfPeering: peering is not running"
+    keepalive = json.loads(cluster.kubectl("get", *peering, "-o", "json").stdout)
+    assert keepalive.get("status"), f"no keep-alive in {' '.join(peering)}: peering is not running"
     assert operator.healthz() == 200
     assert not operator.denials(), "the API server denied the ServiceAccount:\n" + "\n".join(operator.denials())
 
