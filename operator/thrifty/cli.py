@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ("run", "features", "replay", "bench", "dashboard", "train")
+SUBCOMMANDS = ("run", "scheduler-config", "features", "replay", "bench", "dashboard", "train")
 """Modules under ``thrifty.commands``, in the order ``--help`` lists them."""
 
 
@@ -17,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
-        importlib.import_module(f"thrifty.commands.{name}").register(subparsers)
+        importlib.import_module(f"thrifty.commands.{name.replace('-', '_')}").register(subparsers)
     return parser
 
 

@@ -16,6 +16,7 @@ import time
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
+from thrifty.commands import run_placement
 from thrifty.safety import SafetyConfig
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--last-decisions", type=int, default=10,
                         help="entries kept in status.lastDecisions, 1 to 20 (default: %(default)s)")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    run_placement.add_arguments(parser)
     parser.set_defaults(func=run, parser=parser)
 
 
@@ -129,7 +131,7 @@ def _config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Operat
     )
 
 
-async def _operate(config: OperatorConfig) -> int:
+async def _operate(config: OperatorConfig, placement: run_placement.PlacementSetup) -> int:
     import kopf
 
     from thrifty.adapter import Kube, KubeError, Prometheus
@@ -178,9 +180,10 @@ async def _operate(config: OperatorConfig) -> int:
         settings.peering.mandatory = not config.standalone
         settings.peering.clusterwide = config.namespace is None
         settings.peering.priority = config.priority if config.priority is not None else int(time.time() * 1000)
-        await kopf.operator(registry=registry, settings=settings, clusterwide=config.namespace is None,
-                            namespaces=[config.namespace] if config.namespace else (),
-                            standalone=config.standalone, liveness_endpoint=config.liveness_endpoint)
+        async with run_placement.placement(placement, kube, reconciler, config.namespace):
+            await kopf.operator(registry=registry, settings=settings, clusterwide=config.namespace is None,
+                                namespaces=[config.namespace] if config.namespace else (),
+                                standalone=config.standalone, liveness_endpoint=config.liveness_endpoint)
     finally:
         if prometheus is not None:
             await prometheus.close()
@@ -190,8 +193,9 @@ async def _operate(config: OperatorConfig) -> int:
 
 def run(args: argparse.Namespace) -> int:
     config = _config(args, args.parser)
+    placement = run_placement.setup(args, args.parser)
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # kopf logs every handler run at INFO; Thrifty's own log says what matters.
     logging.getLogger("kopf.objects").setLevel(max(logging.WARNING, logging.getLevelName(args.log_level)))
-    return asyncio.run(_operate(config))
+    return asyncio.run(_operate(config, placement))
