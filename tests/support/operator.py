@@ -68,9 +68,13 @@ class Operator:
         self.namespace = namespace
         self.log_path = log_path
         self.metrics_port = free_port()
+        self.extender_port = free_port()
+        """Kept across restarts, so a kube-scheduler child that outlived a killed operator finds
+        the restarted one."""
         self.args = [
             str(THRIFTY), "run", "--kubeconfig", cluster.kubeconfig, "--namespace", namespace,
             "--metrics-port", str(self.metrics_port), "--metrics-address", "127.0.0.1",
+            "--extender-port", str(self.extender_port), "--scheduler-lease", f"thrifty-{namespace}",
             "--interval-seconds", str(interval_seconds), "--policy", policy, *extra_args,
         ]
         self.process: subprocess.Popen | None = None
