@@ -5,8 +5,6 @@ the operator is back on the same extender address, Thrifty's policy decides agai
 from __future__ import annotations
 
 import os
-import re
-import signal
 from pathlib import Path
 
 import pytest
@@ -30,10 +28,6 @@ def pod(name: str) -> dict:
         "containers": [{"name": "app", "image": PAUSE, "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}
 
 
-def scheduler_pids(log: Path) -> list[int]:
-    return [int(p) for p in re.findall(r"started kube-scheduler \(pid (\d+)\)", log.read_text())]
-
-
 def thrifty_decided(k: Kubectl, name: str) -> bool:
     return any(e["reason"] == "Scheduled" and e["message"].startswith("placed on") for e in k.events(name, "Pod"))
 
@@ -51,13 +45,11 @@ def test_pods_are_placed_while_the_operator_is_down_and_thrifty_decides_after_re
     k = Kubectl(cluster, namespace)
     log = tmp_path / "thrifty-run.log"
     operator = Operator(cluster, namespace=namespace, log_path=log, policy="heuristic").start()
-    orphans: list[int] = []
     try:
         k.apply(pod("before"))
         wait_for("Thrifty to place 'before'", lambda: thrifty_decided(k, "before"), diagnose=operator.log_tail)
-        [child] = scheduler_pids(log)
+        [child] = operator.scheduler_pids()
         operator.kill()
-        orphans.append(child)
         assert alive(child), "the kube-scheduler child went down with the operator"
         for i in range(3):
             k.apply(pod(f"down-{i}"))
@@ -70,7 +62,4 @@ def test_pods_are_placed_while_the_operator_is_down_and_thrifty_decides_after_re
         wait_for("Thrifty's policy to place 'after' again", lambda: thrifty_decided(k, "after"),
                  diagnose=operator.log_tail)
     finally:
-        operator.stop()
-        for pid in orphans:
-            if alive(pid):
-                os.kill(pid, signal.SIGTERM)
+        operator.stop()  # and the orphaned child

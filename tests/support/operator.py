@@ -6,8 +6,10 @@ SIGKILL), so the cluster tests cover the CLI, kopf's peering and the restart beh
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -75,9 +77,13 @@ class Operator:
             str(THRIFTY), "run", "--kubeconfig", cluster.kubeconfig, "--namespace", namespace,
             "--metrics-port", str(self.metrics_port), "--metrics-address", "127.0.0.1",
             "--extender-port", str(self.extender_port), "--scheduler-lease", f"thrifty-{namespace}",
+            # As the cluster's own kube-scheduler runs here (hack/cluster.sh: no client-side limits).
+            "--kube-scheduler-qps", "5000", "--kube-scheduler-burst", "10000",
             "--interval-seconds", str(interval_seconds), "--policy", policy, *extra_args,
         ]
         self.process: subprocess.Popen | None = None
+        self.orphans: list[int] = []
+        """kube-scheduler children left running by :meth:`kill`."""
         pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
         self.env = {**os.environ, "PYTHONPATH": pythonpath}
         """The process's environment: the test policies live in the checkout, not in the package."""
@@ -99,6 +105,7 @@ class Operator:
 
     def stop(self) -> None:
         """SIGTERM, as Kubernetes stops a pod; SIGKILL if it does not exit in time."""
+        self._end_orphans()
         if self.process is None or self.process.poll() is not None:
             return
         self.process.send_signal(signal.SIGTERM)
@@ -108,10 +115,24 @@ class Operator:
             self.kill()
 
     def kill(self) -> None:
-        """SIGKILL: no clean-up at all, as after a node failure or an OOM kill."""
+        """SIGKILL: no clean-up at all, as after a node failure or an OOM kill. The operator's
+        kube-scheduler child outlives it (as the pod's second container would); :meth:`stop`
+        ends such orphans."""
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=15)
+            self.orphans.extend(self.scheduler_pids()[len(self.orphans):])
+
+    def scheduler_pids(self) -> list[int]:
+        """The kube-scheduler children this operator's runs started, oldest first."""
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return [int(pid) for pid in re.findall(r"started kube-scheduler \(pid (\d+)\)", text)]
+
+    def _end_orphans(self) -> None:
+        for pid in self.orphans:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        self.orphans.clear()
 
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
