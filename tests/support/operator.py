@@ -96,7 +96,26 @@ class Operator:
             self.process = subprocess.Popen(self.args, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         wait_for("the operator to serve /metrics", lambda: self._alive() and self.scrape(), timeout=60,
                  diagnose=self.log_tail)
+        wait_for("the extender's view to list the cluster", lambda: self._alive() and self.extender_ready(),
+                 timeout=60, diagnose=self.log_tail)
+        if "--no-kube-scheduler" not in self.args:
+            wait_for("a kube-scheduler of Thrifty's profile to hold its Lease", self.scheduler_leads,
+                     timeout=60, diagnose=self.log_tail)
         return self
+
+    def scheduler_leads(self) -> bool:
+        """The profile's Lease has a holder (this operator's child, or one that outlived a kill)."""
+        lease = self.args[self.args.index("--scheduler-lease") + 1]
+        proc = self.cluster.kubectl("get", "lease", lease, "-n", "kube-system", "-o",
+                                    "jsonpath={.spec.holderIdentity}", check=False)
+        return proc.returncode == 0 and bool(proc.stdout.strip())
+
+    def extender_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.extender_port}/healthz", timeout=5) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
 
     def _alive(self) -> bool:
         assert self.process is not None and self.process.poll() is None, (

@@ -5,6 +5,7 @@ aiohttp server with a fake API behind it."""
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 import time
 
@@ -361,3 +362,20 @@ def test_a_failed_bind_answers_its_error() -> None:
 def test_config_is_checked() -> None:
     with pytest.raises(ValueError, match="policy_budget_seconds"):
         ExtenderConfig(policy_budget_seconds=0)
+
+
+def test_bench_reads_the_extenders_latency_quantiles_from_the_histogram() -> None:
+    from prometheus_client import generate_latest
+
+    from thrifty.bench.extender_latency import request_count, request_quantile_seconds
+
+    metrics = Metrics()
+    extender = Extender(config=ExtenderConfig(), kube=FakeKube(), view=view_of([], []), history=HISTORY,
+                        policy=Scores(), fallback=HeuristicPolicy(), metrics=metrics, status_lock=asyncio.Lock())
+    for seconds in [0.0015] * 98 + [0.015, 0.015]:
+        extender.own_metrics.request_duration.labels("prioritize").observe(seconds)
+    text = generate_latest(metrics.registry).decode()
+    assert request_count(text, "prioritize") == 100 and request_count(text, "bind") == 0
+    assert 0.001 < request_quantile_seconds(text, "prioritize", 0.5) <= 0.002
+    assert 0.01 < request_quantile_seconds(text, "prioritize", 0.99) <= 0.02
+    assert math.isnan(request_quantile_seconds(text, "bind", 0.5))

@@ -173,19 +173,33 @@ def _cluster(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     log = out / "operator.log"
     print(f"thrifty bench: {args.cluster_pods} pods, kube-scheduler then Thrifty (operator log: {log})", file=sys.stderr)
+    scraped: list[str] = []
     try:
         runs = cluster.compare_schedulers(
             args.cluster, stream, args.cluster_pods,
-            lambda namespace: cluster.operator_process(args.cluster, namespace, log),
+            lambda namespace: cluster.operator_process(args.cluster, namespace, log, metrics_out=scraped),
             request_scale=args.cluster_request_scale)
     except RuntimeError as error:
         print(f"thrifty bench: --cluster {args.cluster}: {error}", file=sys.stderr)
         return 1
     table = cluster.markdown(runs)
+    if scraped:
+        table += "\n\n" + _extender_latency(scraped[-1])
     (out / "cluster.md").write_text(f"Command: `{_command_line(args)}`\n\n{table}\n")
     print(table)
     print(f"\nwrote {out / 'cluster.md'}")
     return 0
+
+
+def _extender_latency(metrics_text: str) -> str:
+    """The extender's call latency, measured in the operator (thrifty_extender_request_duration_seconds)."""
+    from thrifty.bench.extender_latency import request_count, request_quantile_seconds
+
+    lines = ["| extender verb | calls | p50 ms | p99 ms |", "|---|---:|---:|---:|"]
+    for verb in ("prioritize", "bind"):
+        p50, p99 = (request_quantile_seconds(metrics_text, verb, q) * 1000 for q in (0.5, 0.99))
+        lines.append(f"| {verb} | {request_count(metrics_text, verb)} | {p50:.1f} | {p99:.1f} |")
+    return "\n".join(lines)
 
 
 def _benchmark(scenarios, policies, steps: int, out: Path, *, notes: list[str], command: str, plots: bool) -> int:

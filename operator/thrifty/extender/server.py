@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import math
 import time
@@ -83,6 +84,9 @@ class ExtenderConfig:
     """How long a prioritize answer is kept for the bind that should follow it."""
     last_decisions_limit: int = 10
     """Entries kept in ``status.lastDecisions``."""
+    sync_wait_seconds: float = 1.0
+    """At start-up, longest a prioritize call waits for the view's first LISTs (below the
+    configuration's 2 s ``httpTimeout``)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.port <= 65535:
@@ -182,6 +186,9 @@ class Extender:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def healthz(self, _: web.Request) -> web.Response:
+        """200 once the view has listed the cluster (the extender then scores), 503 before."""
+        if self.synced is not None and not self.synced.is_set():
+            return web.Response(status=503, text="listing the cluster")
         return web.Response(text="ok")
 
     # --- prioritize ----------------------------------------------------------------------------
@@ -192,9 +199,14 @@ class Extender:
         pod = args.get("Pod") or {}
         candidates = candidate_nodes(args)
         if self.synced is not None and not self.synced.is_set():
-            # Answer from a view that has seen the whole cluster, never from a half-listed one.
-            await asyncio.wait_for(self.synced.wait(), timeout=1.0)
-        answer = await self._prioritize(pod, candidates)
+            # Answer from a view that has seen the whole cluster, never from a half-listed one:
+            # until then, equal scores (kube-scheduler's own choice stands).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.synced.wait(), timeout=self.config.sync_wait_seconds)
+        if self.synced is not None and not self.synced.is_set():
+            answer = neutral_priorities(candidates)
+        else:
+            answer = await self._prioritize(pod, candidates)
         self.own_metrics.request_duration.labels("prioritize").observe(time.perf_counter() - started)
         return web.json_response(answer)
 
