@@ -66,6 +66,7 @@ GRANTED = {
     "deviceclasses.resource.k8s.io": {"list", "watch"},
     "resourceclaims.resource.k8s.io": {"list", "watch"},
     "resourceslices.resource.k8s.io": {"list", "watch"},
+    "devicetaintrules.resource.k8s.io": {"list", "watch"},
     "resourceclaims.resource.k8s.io/status": {"update"},
     "nodes.metrics.k8s.io": {"list"},
     "pods.metrics.k8s.io": {"list"},
@@ -84,7 +85,7 @@ DENIED = [
     ("update", "pods"), ("patch", "pods"), ("deletecollection", "pods"), ("update", "leases.coordination.k8s.io"),
     ("create", "deployments.apps"), ("delete", "rlworkloads.thrifty.dev"), ("update", "rlworkloads.thrifty.dev"),
     ("create", "rlworkloads.thrifty.dev"), ("update", "rlworkloads.thrifty.dev/status"),
-    ("patch", "events"), ("create", "serviceaccounts/token"), ("impersonate", "users"),
+    ("delete", "events"), ("create", "serviceaccounts/token"), ("impersonate", "users"),
     ("bind", "clusterroles.rbac.authorization.k8s.io"), ("escalate", "clusterroles.rbac.authorization.k8s.io"),
     ("create", "pods/exec"), ("create", "pods/eviction"), ("delete", "customresourcedefinitions.apiextensions.k8s.io"),
 ]
@@ -210,6 +211,11 @@ def operator(installed: Cluster, image_bin: Path, tmp_path_factory: pytest.TempP
     scheduler = start_scheduler_container(installed, kubeconfig=tmp / "thrifty.kubeconfig",
                                           extender_port=op.extender_port, log_path=tmp / "kube-scheduler.log")
     op.scheduler_log = tmp / "kube-scheduler.log"
+    # Its informers must list everything its plugins read (RBAC) before it elects itself.
+    wait_for("the kube-scheduler container to hold its Lease", lambda: installed.kubectl(
+        "get", "lease", "thrifty-scheduler", "-n", NAMESPACE, "-o", "jsonpath={.spec.holderIdentity}",
+        check=False).stdout.strip(), diagnose=lambda: op.log_tail() + "\n" + "\n".join(
+            op.scheduler_log.read_text(errors="replace").splitlines()[-10:]))
     yield op
     scheduler.stop()
     op.stop()
