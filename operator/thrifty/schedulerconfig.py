@@ -33,7 +33,8 @@ class SchedulerConfig:
     """Longest kube-scheduler waits for one extender call before going on without it."""
     percentage_of_nodes_to_score: int = 100
     """Feasible nodes kube-scheduler looks for before scoring, as a percentage of all nodes: 100
-    lets the policy see every feasible node (upstream's adaptive default stops at 50 to 5 %)."""
+    lets the policy see every feasible node; 0 is upstream's adaptive default (50 % of 100 nodes
+    down to 5 % of 5,000 and more, never fewer than 100 nodes)."""
     lease_name: str = "thrifty-scheduler"
     """Leader-election Lease of this kube-scheduler (not kube-scheduler's own)."""
     lease_namespace: str = "kube-system"
@@ -50,8 +51,8 @@ class SchedulerConfig:
             raise ValueError(f"SchedulerConfig.extender_url: must be an http(s) URL, got {self.extender_url!r}")
         if self.extender_weight < 1:
             raise ValueError(f"SchedulerConfig.extender_weight: must be >= 1, got {self.extender_weight!r}")
-        if not 1 <= self.percentage_of_nodes_to_score <= 100:
-            raise ValueError("SchedulerConfig.percentage_of_nodes_to_score: must lie in [1, 100], "
+        if not 0 <= self.percentage_of_nodes_to_score <= 100:
+            raise ValueError("SchedulerConfig.percentage_of_nodes_to_score: must lie in [0, 100], "
                              f"got {self.percentage_of_nodes_to_score!r}")
         for name in ("http_timeout_seconds", "client_qps"):
             value = getattr(self, name)

@@ -91,6 +91,8 @@ class ClusterView:
         """Pod objects of RLWorkload pods, whose containers the placement features read."""
         self._assumed: dict[str, float] = {}
         """Pod key -> when its assumption expires (clock seconds)."""
+        self._usage = np.zeros((0, 2))
+        self._usage_key: tuple[int, tuple[str, ...]] | None = None
         self.workloads: dict[str, WorkloadSpec] = {}
         self.node_usage: dict[str, tuple[float, float]] = {}
         self.container_usage: dict[tuple[str, str], tuple[float, float]] = {}
@@ -256,25 +258,30 @@ class ClusterView:
         names, cpu_capacity, memory_capacity, power_class, ready, standby_marked = self._tables()
         n = len(self._names)
         key = object_key(pod)
-        keep = np.ones(n, dtype=bool)
-        if key in self._row:
+        rows = slice(0, n)
+        pod_names, owners = self._names + [key], self._owner
+        if key in self._row:  # rare: only this pod's row goes, so the others need not be copied
+            keep = np.ones(n, dtype=bool)
             keep[self._row[key]] = False
-        node_index = np.append(self._node_index[:n][keep], UNBOUND)
-        numbers = np.vstack([self._numbers[:n][keep], self._pod_numbers(pod)])
-        pod_names = [k for k, k_keep in zip(self._names, keep, strict=True) if k_keep] + [key]
-        owners = [o for o, k_keep in zip(self._owner, keep, strict=True) if k_keep]
+            rows = keep  # type: ignore[assignment]
+            pod_names = [k for k, k_keep in zip(self._names, keep, strict=True) if k_keep] + [key]
+            owners = [o for o, k_keep in zip(self._owner, keep, strict=True) if k_keep]
+        node_index = np.append(self._node_index[:n][rows], UNBOUND)
+        numbers = np.vstack([self._numbers[:n][rows], self._pod_numbers(pod)])
         workloads = list(self.workloads.values())
         by_owner = {(w.uid, w.key): i for i, w in enumerate(workloads)}
         mine = self.owner_of(pod)
-        pod_workload = np.array([by_owner.get(o, NO_WORKLOAD) if o else NO_WORKLOAD for o in owners]
-                                + [by_owner[(mine.uid, mine.key)] if mine else NO_WORKLOAD], dtype=np.int64)
+        if by_owner:
+            pod_workload = np.array([by_owner.get(o, NO_WORKLOAD) if o else NO_WORKLOAD for o in owners]
+                                    + [by_owner[(mine.uid, mine.key)] if mine else NO_WORKLOAD], dtype=np.int64)
+        else:
+            pod_workload = np.full(len(pod_names), NO_WORKLOAD, dtype=np.int64)
         bound = node_index >= 0
         n_nodes = len(names)
         pods_on_node = np.bincount(node_index[bound], minlength=n_nodes)
         allowed = np.zeros(n_nodes, dtype=bool)
         allowed[[self._node_row[c] for c in candidates if c in self._node_row]] = True
-        usage = np.array([self.node_usage.get(name, (math.nan, math.nan)) for name in names],
-                         dtype=float).reshape(n_nodes, 2)
+        usage = self._usage_columns(names)
         nodes = NodeTable(
             names=names, cpu_capacity_millicores=cpu_capacity, memory_capacity_bytes=memory_capacity,
             cpu_requested_millicores=np.bincount(node_index[bound], weights=numbers[bound, 0], minlength=n_nodes),
@@ -301,6 +308,21 @@ class ClusterView:
         return ClusterSnapshot(time_seconds=time_seconds, nodes=nodes, pods=pods, containers=containers,
                                workloads=w, dependencies=dependency_table(workloads, {x.key: i for i, x
                                                                                    in enumerate(workloads)})), row
+
+    def node_row(self) -> Mapping[str, int]:
+        """Node name -> its row in the snapshots' node tables."""
+        self._tables()
+        return self._node_row
+
+    def _usage_columns(self, names: tuple[str, ...]) -> np.ndarray:
+        """(nodes, 2) CPU millicores and memory bytes used, NaN where unknown; rebuilt only when
+        the usage or the nodes change (once per metrics refresh)."""
+        key = (id(self.node_usage), names)
+        if self._usage_key is None or self._usage_key[0] != key[0] or self._usage_key[1] is not names:
+            self._usage = np.array([self.node_usage.get(name, (math.nan, math.nan)) for name in names],
+                                   dtype=float).reshape(len(names), 2)
+            self._usage_key = key
+        return self._usage
 
     @staticmethod
     def _pod_numbers(pod: Mapping) -> np.ndarray:

@@ -57,7 +57,7 @@ def test_the_deployment_mounts_that_configmap() -> None:
 
 def test_invalid_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="percentage_of_nodes_to_score"):
-        SchedulerConfig(percentage_of_nodes_to_score=0)
+        SchedulerConfig(percentage_of_nodes_to_score=101)
     with pytest.raises(ValueError, match="extender_url"):
         SchedulerConfig(extender_url="127.0.0.1:8888")
 

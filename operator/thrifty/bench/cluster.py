@@ -259,12 +259,13 @@ def _wait_for_lease(kubeconfig: str, lease: str, deadline: float) -> None:
 
 @contextlib.contextmanager
 def operator_process(kubeconfig: str, namespace: str, log_path: Path, *, start_timeout_seconds: float = 60.0,
-                     metrics_out: list[str] | None = None) -> Iterator[None]:
+                     metrics_out: list[str] | None = None, extra_args: Sequence[str] = ()) -> Iterator[None]:
     """``thrifty run`` (this Python's) watching ``namespace``, standalone, for the ``with`` block.
 
     Its child kube-scheduler gets the client limits of the cluster's own (hack/cluster.sh: 5000
     requests/s), a Lease of its own, and holds it before the block starts, so both runs start with
-    a scheduler ready. ``metrics_out`` receives the operator's ``/metrics`` text at the end.
+    a scheduler ready. ``metrics_out`` receives the operator's ``/metrics`` text at the end;
+    ``extra_args`` go to ``thrifty run``.
     """
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -276,7 +277,7 @@ def operator_process(kubeconfig: str, namespace: str, log_path: Path, *, start_t
     command = [sys.executable, "-m", "thrifty.cli", "run", "--kubeconfig", kubeconfig, "--namespace", namespace,
                "--standalone", "--metrics-address", "127.0.0.1", "--metrics-port", str(port),
                "--extender-port", str(extender_port), "--scheduler-lease", lease,
-               "--kube-scheduler-qps", "5000", "--kube-scheduler-burst", "10000"]
+               "--kube-scheduler-qps", "5000", "--kube-scheduler-burst", "10000", *extra_args]
     with log_path.open("a") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:

@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "(thrifty scheduler-config)")
     group.add_argument("--scheduler-lease", default="thrifty-scheduler", metavar="NAME",
                        help="leader-election Lease of the child kube-scheduler, in kube-system (default: %(default)s)")
+    group.add_argument("--percentage-of-nodes-to-score", type=int, default=100,
+                       help="feasible nodes the child kube-scheduler finds before scoring, in %% of all nodes; "
+                            "0: upstream's adaptive default (default: %(default)s, the policy sees every node)")
     group.add_argument("--kube-scheduler-qps", type=float, default=50.0,
                        help="the child kube-scheduler's API requests per second (default: %(default)s)")
     group.add_argument("--kube-scheduler-burst", type=int, default=100,
@@ -62,6 +65,8 @@ def setup(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Placemen
         parser.error(f"--extender-port: must be a TCP port from 1 to 65535, got {args.extender_port}")
     if not (math.isfinite(args.policy_budget_seconds) and args.policy_budget_seconds > 0):
         parser.error(f"--policy-budget-seconds: must be a number > 0, got {args.policy_budget_seconds}")
+    if not 0 <= args.percentage_of_nodes_to_score <= 100:
+        parser.error(f"--percentage-of-nodes-to-score: must be from 0 to 100, got {args.percentage_of_nodes_to_score}")
     if not (math.isfinite(args.kube_scheduler_qps) and args.kube_scheduler_qps > 0) or args.kube_scheduler_burst < 1:
         parser.error("--kube-scheduler-qps and --kube-scheduler-burst: must be > 0")
     extender = ExtenderConfig(address=args.extender_address, port=args.extender_port,
@@ -79,7 +84,8 @@ def setup(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Placemen
     scheduler = SchedulerConfig(
         extender_url=f"http://{host}:{args.extender_port}", lease_name=args.scheduler_lease,
         kubeconfig_path=os.path.abspath(kubeconfig) if kubeconfig else None,
-        client_qps=args.kube_scheduler_qps, client_burst=args.kube_scheduler_burst)
+        client_qps=args.kube_scheduler_qps, client_burst=args.kube_scheduler_burst,
+        percentage_of_nodes_to_score=args.percentage_of_nodes_to_score)
     return PlacementSetup(extender, scheduler, binary)
 
 

@@ -49,15 +49,16 @@ def binding_args(args: Mapping) -> BindingArgs:
 
 
 def host_priorities(candidates: Sequence[str], node_names: Sequence[str], scores: np.ndarray,
-                    chosen: int) -> list[dict]:
+                    chosen: int, node_row: Mapping[str, int] | None = None) -> list[dict]:
     """The ``HostPriorityList`` for the candidates: the chosen node (a row of ``node_names``)
     gets 10, every other candidate strictly less, ordered as the policy's scores are.
 
     So kube-scheduler, whose own score plugins the ``thrifty`` profile disables, binds where the
     policy chose. Other candidates get 0 to 9, linear in their score between the lowest and the
     chosen node's (a candidate the view does not know, or with a non-finite score, gets 0).
+    ``node_row`` maps a name to its row of ``node_names`` when the caller has that already.
     """
-    row = {name: i for i, name in enumerate(node_names)}
+    row = node_row if node_row is not None else {name: i for i, name in enumerate(node_names)}
     rows = np.array([row.get(c, -1) for c in candidates], dtype=np.int64)
     known = rows >= 0
     values = np.where(known, np.asarray(scores, dtype=float)[np.where(known, rows, 0)], np.nan)
@@ -70,7 +71,7 @@ def host_priorities(candidates: Sequence[str], node_names: Sequence[str], scores
         scaled = np.full(len(candidates), MAX_EXTENDER_SCORE - 1.0)
     result = np.where(finite, np.clip(scaled, 0, MAX_EXTENDER_SCORE - 1), 0).astype(int)
     result[rows == chosen] = MAX_EXTENDER_SCORE if chosen >= 0 else result[rows == chosen]
-    return [{"Host": name, "Score": int(score)} for name, score in zip(candidates, result, strict=True)]
+    return [{"Host": name, "Score": score} for name, score in zip(candidates, result.tolist(), strict=True)]
 
 
 def neutral_priorities(candidates: Sequence[str]) -> list[dict]:

@@ -4,7 +4,8 @@
 ``prioritize`` scores the nodes kube-scheduler's filters left, through the core's one placement
 path (:func:`thrifty.core.choose_placement`: features, policy, safety) on a snapshot of the
 watch-fed view, then assumes the chosen node in the view so the next pod of a burst sees it. The
-policy runs in a worker thread under a time budget; past it, or if it fails, the heuristic
+policy runs in a worker thread under a time budget (the heuristic, which is also the fallback,
+runs inline); past the budget, or if the policy fails, the heuristic
 answers (Warning Event, ``thrifty_policy_fallbacks_total{kind="placement"}``). An RLWorkload in
 ``Recommend`` mode gets equal scores for its pods (shadow placement): kube-scheduler's choice
 stands, and what Thrifty would have chosen is recorded with its estimated power difference.
@@ -238,11 +239,15 @@ class Extender:
         if shadow or decision is None or decision.node is None:
             return neutral_priorities(candidates)
         self.view.assume(pod, decision.node)
-        return host_priorities(candidates, snapshot.nodes.names, scores, node)
+        return host_priorities(candidates, snapshot.nodes.names, scores, node, self.view.node_row())
 
     async def _choose(self, snapshot: ClusterSnapshot, row: int) -> tuple[int, np.ndarray, str | None]:
         """The policy's choice within its budget, else the heuristic's, with the reason."""
         budget = self.config.policy_budget_seconds
+        if self.policy.info.backend == self.fallback.info.backend:
+            # The fallback itself serves: no budget to guard, and a thread hop would cost a GIL
+            # switch interval (5 ms) whenever the event loop is busy.
+            return choose_placement(snapshot, row, self.policy, self.fallback)
         if not self._busy:
             self._busy = True
             future = asyncio.get_running_loop().run_in_executor(
