@@ -19,7 +19,7 @@ import json
 import math
 import os
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -34,6 +34,8 @@ from thrifty.observe import GROUP, KIND, PLURAL, VERSION, WORKLOAD_LABEL, Worklo
 
 REQUEST_TIMEOUT_SECONDS = 30.0
 """Longest a single API call may take before the step gives up on it."""
+WATCH_TIMEOUT_SECONDS = 300
+"""A watch's ``timeoutSeconds``: the server ends it then and the informer resumes it."""
 REPORTING_COMPONENT = "thrifty.dev/operator"
 """``reportingComponent`` of Thrifty's Events (``source.component`` is ``thrifty``)."""
 PEERING_GROUP = "kopf.dev"
@@ -181,6 +183,38 @@ class Kube:
     async def list_workloads(self) -> list[dict]:
         path = self._scope(f"/apis/{GROUP}/{VERSION}", PLURAL)
         return (await self._call("list", PLURAL, "list rlworkloads", path))["items"]
+
+    async def list_raw(self, path: str) -> dict:
+        """A LIST of ``path`` as the API answers it (``items`` and ``metadata.resourceVersion``)."""
+        return await self._call(f"list {path}", "GET", path)
+
+    async def get_workload(self, namespace: str, name: str) -> dict:
+        return await self._call(f"get rlworkload {namespace}/{name}", "GET",
+                                f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace)}/{PLURAL}/{quote(name)}")
+
+    async def watch(self, path: str, resource_version: str,
+                    timeout_seconds: int = WATCH_TIMEOUT_SECONDS) -> AsyncIterator[dict]:
+        """The watch events of ``path`` from ``resource_version`` on, as the API's dicts
+        (``type``, ``object``), until the server ends the watch after ``timeout_seconds``.
+        Raises :class:`KubeError` when the watch cannot start or breaks."""
+        query = [("watch", "1"), ("resourceVersion", resource_version), ("allowWatchBookmarks", "true"),
+                 ("timeoutSeconds", str(timeout_seconds))]
+        try:
+            response = await self._client.call_api(
+                path, "GET", query_params=query, header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"], _preload_content=False, _request_timeout=timeout_seconds + 30)
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            raise KubeError(f"watch {path}", 0, f"{type(error).__name__}: {error}") from error
+        try:
+            if not 200 <= response.status < 300:
+                raise KubeError(f"watch {path}", response.status, (await response.read()).decode(errors="replace"))
+            async for line in response.content:
+                if line.strip():
+                    yield json.loads(line)
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
+            raise KubeError(f"watch {path}", 0, f"{type(error).__name__}: {error}") from error
+        finally:
+            response.release()
 
     async def node_metrics(self) -> list[dict]:
         """NodeMetrics from metrics.k8s.io; raises :class:`MetricsSourceError` when it is down."""

@@ -9,7 +9,7 @@ import sys
 from thrifty import __version__
 from thrifty.commands.flags import Parser
 
-SUBCOMMANDS = ("run", "features", "replay", "bench", "trace", "dashboard", "train")
+SUBCOMMANDS = ("run", "scheduler-config", "features", "replay", "bench", "trace", "dashboard", "train")
 """Modules under ``thrifty.commands``, in the order ``--help`` lists them."""
 
 
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
-        importlib.import_module(f"thrifty.commands.{name}").register(subparsers)
+        importlib.import_module(f"thrifty.commands.{name.replace('-', '_')}").register(subparsers)
     return parser
 
 

@@ -83,7 +83,7 @@ class WorkloadDecision:
     fallback: str | None = None
 
 
-def _bind_in_snapshot(snapshot: ClusterSnapshot, pod: int, node: int) -> ClusterSnapshot:
+def bind_in_snapshot(snapshot: ClusterSnapshot, pod: int, node: int) -> ClusterSnapshot:
     """The snapshot as it will be once ``pod`` is bound to ``node``, so later placements see it."""
     pods, nodes = snapshot.pods, snapshot.nodes
     node_index = pods.node_index.copy()
@@ -101,7 +101,7 @@ def _bind_in_snapshot(snapshot: ClusterSnapshot, pod: int, node: int) -> Cluster
     )
 
 
-def _placement_reason(snapshot: ClusterSnapshot, pod: int, node: int) -> str:
+def placement_reason(snapshot: ClusterSnapshot, pod: int, node: int) -> str:
     nodes = snapshot.nodes
     dependencies = dependency_weight_per_node(snapshot, pod)[node]
     counts = snapshot.workload_pods_per_node()[:, node]
@@ -117,6 +117,22 @@ def _placement_reason(snapshot: ClusterSnapshot, pod: int, node: int) -> str:
             f"(weight {dependencies:.2f}), node at {cpu:.0%} CPU requested{woke}")
 
 
+def choose_placement(
+    snapshot: ClusterSnapshot, pod: int, policy: Policy, fallback: Policy
+) -> tuple[int, np.ndarray, str | None]:
+    """Policy, then safety, for one Pending pod: the node row (-1 when no node has room), the
+    scores that decided, and why the fallback decided instead of the policy (None if it did not).
+
+    The simulator's placements and the live extender's go through this one function.
+    """
+    try:
+        scores = np.asarray(policy.score_nodes(snapshot, pod), dtype=float)
+        return choose_node(snapshot, pod, scores), scores, None
+    except Exception as error:  # a policy may fail in any way; the heuristic takes over
+        scores = np.asarray(fallback.score_nodes(snapshot, pod), dtype=float)
+        return choose_node(snapshot, pod, scores), scores, f"policy {policy.info.name} failed to place: {error}"
+
+
 def plan_placements(
     snapshot: ClusterSnapshot, policy: Policy, fallback: Policy
 ) -> tuple[list[PlacementDecision], ClusterSnapshot]:
@@ -127,12 +143,7 @@ def plan_placements(
     decisions = []
     pending = np.flatnonzero(snapshot.pods.node_index == UNBOUND)
     for pod in pending[np.argsort(-snapshot.pods.age_seconds[pending], kind="stable")]:
-        fallback_reason = None
-        try:
-            node = choose_node(snapshot, pod, policy.score_nodes(snapshot, pod))
-        except Exception as error:  # a policy may fail in any way; the heuristic takes over
-            fallback_reason = f"policy {policy.info.name} failed to place: {error}"
-            node = choose_node(snapshot, pod, fallback.score_nodes(snapshot, pod))
+        node, _, fallback_reason = choose_placement(snapshot, pod, policy, fallback)
         name = snapshot.pods.names[pod]
         if node < 0:
             cpu, memory = snapshot.pods.cpu_request_millicores[pod], snapshot.pods.memory_request_bytes[pod]
@@ -141,8 +152,8 @@ def plan_placements(
                 f"no node has room for {cpu:.0f}m CPU and {memory / 2**20:.0f}Mi memory", fallback_reason))
             continue
         decisions.append(PlacementDecision(name, snapshot.nodes.names[node],
-                                           _placement_reason(snapshot, pod, node), fallback_reason))
-        snapshot = _bind_in_snapshot(snapshot, pod, node)
+                                           placement_reason(snapshot, pod, node), fallback_reason))
+        snapshot = bind_in_snapshot(snapshot, pod, node)
     return decisions, snapshot
 
 

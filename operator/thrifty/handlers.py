@@ -5,19 +5,16 @@ One step, as in the design::
     observe ──► snapshot ──► features ──► policy ──► safety ──► actuate ──► record
     (adapter)   (observe)    (inside the policy)     (core)     (adapter)   (record, metrics)
 
-Two kinds of step, serialised by one lock so that each acts on a snapshot nobody else is
-changing:
+Placement is not a step here: kube-scheduler's ``thrifty`` profile filters every pod with
+``schedulerName: thrifty`` and Thrifty's extender (:mod:`thrifty.extender`) scores and binds it
+(docs/placement.md).
 
-* **Placement** (:meth:`Reconciler.place_pending`): every Pending pod with
-  ``schedulerName: thrifty`` is bound, RLWorkload pod or not. It runs when a pod event shows
-  such a pod (kopf lists every pod when it starts, so this is also the start-up sweep), when a
-  pod is deleted while some pod found no room, and at the start of every sizing step (the
-  periodic sweep).
-* **Sizing** (:meth:`Reconciler.reconcile`): a per-RLWorkload kopf timer. The snapshot covers the
-  whole cluster, so dependencies and capacity count; the core sizes every workload in one policy
-  step, and the step acts on its own workload only. Acting on one workload per timer keeps a
-  failing workload from stalling the others, and kopf pauses the timers by itself when peering
-  finds a higher-priority replica.
+**Sizing** (:meth:`Reconciler.reconcile`) is a per-RLWorkload kopf timer. The snapshot covers the
+whole cluster, so dependencies and capacity count; the core sizes every workload in one policy
+step, and the step acts on its own workload only. Acting on one workload per timer keeps a
+failing workload from stalling the others, and kopf pauses the timers by itself when peering
+finds a higher-priority replica. One lock serialises the steps (and the extender's writes to
+``status.lastDecisions``), so each acts on a snapshot nobody else is changing.
 
 Modes. ``Auto`` applies decisions. ``Recommend`` records them (Events, ``status.lastDecisions``
 with outcome Recommended, ``status.recommendedReplicas`` and ``recommendedRequests``) and applies
@@ -30,9 +27,8 @@ resizes and never deletes a pod.
 Restart safety. Nothing needed for correctness lives only in memory: the pods are counted from
 the API (label and controller ownerReference) before any is created; pod names are the lowest
 free ``<workload>-<n>``, so two replicas racing (or a restarted one repeating a step) collide on a
-name instead of creating duplicates; Pending pods are swept at start-up; the churn ledger is
-seeded from ``status.lastDecisions``. A kill -9 therefore loses at most the usage history, which
-refills, and a few Events.
+name instead of creating duplicates; the churn ledger is seeded from ``status.lastDecisions``. A
+kill -9 therefore loses at most the usage history, which refills, and a few Events.
 """
 
 from __future__ import annotations
@@ -50,11 +46,10 @@ from dataclasses import dataclass, field
 import kopf
 import numpy as np
 
-from thrifty.adapter import Kube, KubeError, MetricsSourceError, Prometheus, pod_manifest
 from thrifty.actions import ContainerResources, container_groups
+from thrifty.adapter import Kube, KubeError, MetricsSourceError, Prometheus, pod_manifest
 from thrifty.core import (
     ContainerDecision,
-    PlacementDecision,
     WorkloadDecision,
     plan_placements,
     plan_sizing,
@@ -70,7 +65,6 @@ from thrifty.observe import (
     SCHEDULER_NAME,
     VERSION,
     WorkloadSpec,
-    assume_bound,
     build_snapshot,
     container_resources,
     container_usage,
@@ -82,7 +76,6 @@ from thrifty.observe import (
     owns,
     parse_time,
     parse_workload,
-    placement_batches,
 )
 from thrifty.policy.base import Policy
 from thrifty.policy.heuristic import HeuristicPolicy
@@ -94,6 +87,7 @@ from thrifty.record import (
     ContainerState,
     DecisionRecord,
     EventText,
+    churn_times,
     decision_event,
     fallback_event,
     format_time,
@@ -111,7 +105,6 @@ from thrifty.record import (
     slo_condition,
     vertical_record,
     workload_status,
-    churn_times,
 )
 from thrifty.reward import workload_rewards
 from thrifty.safety import ChurnLedger, InvalidPolicyOutput, SafetyConfig
@@ -341,10 +334,8 @@ class Reconciler:
         self.ledger = ChurnLedger()
         self._seeded: set[str] = set()
         self._memory: dict[str, _Memory] = {}
-        self._lock = asyncio.Lock()
-        self._placement_queued = False
-        self._unplaced: set[str] = set()
-        """Pods the last sweep found no room for; a pod deletion may make room."""
+        self.lock = asyncio.Lock()
+        """Serialises the sizing steps and the extender's status writes."""
         self._energy_time: float | None = None
 
     # --- Observe -------------------------------------------------------------------------------
@@ -414,25 +405,7 @@ class Reconciler:
         except KubeError as error:
             logger.warning("could not post event %s: %s", event.reason, error)
 
-    # --- Placement -------------------------------------------------------------------------------
-
-    async def place_pending(self) -> None:
-        """A placement sweep on its own (from a pod event). Sweeps requested while one waits for
-        the lock are merged into it."""
-        if self._placement_queued:
-            return
-        self._placement_queued = True
-        async with self._lock:
-            self._placement_queued = False
-            async with self._step("placement"):
-                try:
-                    obs = await self._observe()
-                    self._account_energy(self._snapshot(obs))
-                    records = await self._place(obs)
-                    await self._write_placements(obs, records)
-                except KubeError as error:
-                    self.metrics.count_reconcile_error("placement")
-                    logger.warning("placement sweep failed, retried on the next event or step: %s", error)
+    # --- Placement recommendations ------------------------------------------------------------
 
     @contextlib.asynccontextmanager
     async def _step(self, kind: str) -> AsyncIterator[None]:
@@ -447,106 +420,16 @@ class Reconciler:
         finally:
             self.metrics.step_duration.labels(kind).observe(time.perf_counter() - started)
 
-    def pod_event_needs_sweep(self, event_type: str | None, pod: Mapping) -> bool:
-        """A pod to place, or a deleted pod that may have made room for one that found none.
-
-        Every pod event passes here, so it also keeps the count of waiting pods
-        (``thrifty_pods_pending``) current between sweeps, at no API cost."""
-        key = object_key(pod)
-        if event_type == "DELETED":
-            self._unplaced.discard(key)
-            self.metrics.pending_pods.done(key)
-            return bool(self._unplaced)
-        if needs_placement(pod) and self._watched(pod):
-            self.metrics.pending_pods.waiting(key, parse_time(pod["metadata"].get("creationTimestamp")))
-        else:
-            self.metrics.pending_pods.done(key)
-        return needs_placement(pod)
-
-    async def _place(self, obs: Observation) -> dict[str, list[DecisionRecord]]:
-        """Bind every Pending thrifty pod; returns the records per workload key.
-
-        Pods are planned in batches of equal constraints (nodeSelector, required node affinity,
-        tolerations), each on a snapshot where the nodes the batch may not use are unschedulable;
-        each batch sees the bindings of the batches before it.
-        """
-        pending = [object_key(p) for p in obs.pods if needs_placement(p) and self._watched(p)]
-        records: dict[str, list[DecisionRecord]] = {}
-        unplaced, settled = set(), set()
-        for batch in placement_batches(obs.pods, pending):
-            members = set(batch)
-            snapshot = self._snapshot(obs, include_pending=lambda p: object_key(p) in members,
-                                      placing=obs.pod(batch[0]))
-            started = time.perf_counter()
-            decisions, _ = plan_placements(snapshot, self.policy, self.fallback)
-            self.metrics.decision_duration.labels("placement").observe(time.perf_counter() - started)
-            for decision in decisions:
-                pod = obs.pod(decision.pod)
-                owner = self._owner(obs, pod)
-                if decision.fallback:
-                    self.metrics.count_fallback("placement")
-                    await self._post(_pod_event_object(pod), fallback_event(decision.fallback), "Place")
-                record = await self._bind(obs, pod, decision)
-                if record is None:
-                    settled.add(decision.pod)  # deleted, or bound by another: waits no more
-                    continue
-                if record.outcome == REJECTED:
-                    unplaced.add(decision.pod)
-                    if decision.pod in self._unplaced:
-                        continue  # said already; the pod's FailedScheduling Event stands
-                self.metrics.count_decision(record.kind, record.outcome)
-                await self._post(_pod_event_object(pod), decision_event(record, on_pod=True), "Bind")
-                if owner is not None:
-                    records.setdefault(owner.key, []).append(record)
-                    await self._post(_workload_event_object(obs.objects[owner.key]), decision_event(record), "Bind")
-        self._unplaced = unplaced
-        # The pods still waiting, from the full list: also drops those whose deletion no event
-        # told (while peering paused this replica's watches).
-        self.metrics.pending_pods.replace({
-            object_key(p): parse_time(p["metadata"].get("creationTimestamp")) for p in obs.pods
-            if needs_placement(p) and self._watched(p) and object_key(p) not in settled})
-        return records
-
-    async def _bind(self, obs: Observation, pod: dict, decision: PlacementDecision) -> DecisionRecord | None:
-        """Bind one pod as decided; None when someone else bound or deleted it meanwhile."""
-        now = obs.time_seconds
-        if decision.node is None:
-            return placement_record(decision, outcome=REJECTED, time_seconds=now)
-        meta = pod["metadata"]
-        try:
-            await self.kube.bind_pod(meta["namespace"], meta["name"], meta["uid"], decision.node)
-        except KubeError as error:
-            if error.status in (404, 409):  # deleted, or bound by another scheduler: nothing to do
-                logger.info("pod %s not bound: %s", decision.pod, error)
-                return None
-            return placement_record(decision, outcome=FAILED, time_seconds=now, error=str(error))
-        obs.put(assume_bound(pod, decision.node))
-        created = parse_time(meta.get("creationTimestamp"))
-        if math.isfinite(created):
-            self.metrics.placement_latency.observe(max(self.clock() - created, 0.0))
-        return placement_record(decision, outcome=APPLIED, time_seconds=now)
-
-    def _watched(self, pod: Mapping) -> bool:
-        """In the watched namespace (the pod list covers the whole cluster, for capacity)."""
-        return self.config.namespace is None or pod["metadata"].get("namespace") == self.config.namespace
-
-    @staticmethod
-    def _owner(obs: Observation, pod: Mapping) -> WorkloadSpec | None:
-        return next((w for w in obs.workloads if owns(w, pod)), None)
-
-    async def _write_placements(self, obs: Observation, records: Mapping[str, list[DecisionRecord]],
-                                skip: str | None = None) -> None:
-        """Add placement records to ``status.lastDecisions`` of the workloads they concern."""
-        for key, entries in records.items():
-            workload = obs.workload(key)
-            if key == skip or workload is None:
-                continue
-            decisions = merge_last_decisions(workload.status.get("lastDecisions") or [], entries,
-                                             self.config.last_decisions_limit)
-            try:
-                await self.kube.patch_workload_status(workload.namespace, workload.name, {"lastDecisions": decisions})
-            except KubeError as error:
-                logger.warning("could not record placements of %s: %s", key, error)
+    def _placement_recommendations(self, obs: Observation, created: Sequence[dict]) -> list[DecisionRecord]:
+        """Where Thrifty would have placed the pods that kube-scheduler places in Recommend mode
+        (pods of Thrifty's own scheduler get theirs from the extender's shadow placement)."""
+        others = [p for p in created if not needs_placement(p)]
+        if not others:
+            return []
+        keys = {object_key(p) for p in others}
+        snapshot = self._snapshot(obs, include_pending=lambda p: object_key(p) in keys)
+        decisions, _ = plan_placements(snapshot, self.policy, self.fallback)
+        return [placement_record(d, outcome=RECOMMENDED, time_seconds=obs.time_seconds) for d in decisions]
 
     # --- Sizing ----------------------------------------------------------------------------------
 
@@ -586,7 +469,7 @@ class Reconciler:
         step that was waiting for the lock then gives up instead of running late.
         """
         key = f"{namespace}/{name}"
-        async with self._lock:
+        async with self.lock:
             if stopped:
                 return
             async with self._step("sizing"):
@@ -595,16 +478,14 @@ class Reconciler:
                     workload = obs.workload(key)
                     if workload is None:
                         return
-                    placements = await self._place(obs)
-                    await self._write_placements(obs, placements, skip=key)
-                    await self._size(obs, workload, placements.get(key, []))
+                    await self._size(obs, workload)
                 except KubeError as error:
                     # The API answered badly (or not at all): the next interval repeats the step
                     # from what the API says then, which is safe after any partial step.
                     self.metrics.count_reconcile_error("sizing")
                     logger.warning("sizing step of %s stopped, repeated next interval: %s", key, error)
 
-    async def _size(self, obs: Observation, workload: WorkloadSpec, placements: list[DecisionRecord]) -> None:
+    async def _size(self, obs: Observation, workload: WorkloadSpec) -> None:
         self._seed_ledger(workload)
         memory = self._memory_of(workload)
         snapshot = self._snapshot(obs)
@@ -654,7 +535,7 @@ class Reconciler:
             await self._post(_workload_event_object(obj), metrics_unavailable_event(errors), "Observe")
         memory.announced = {a for a in memory.announced if not a.startswith(("outage:", "fallback:"))} | (
             {f"outage:{outage}"} if errors else set()) | ({fallback} if fallback else set())
-        await self._write_status(obs, workload, snapshot, row, decision, applied, placements, memory)
+        await self._write_status(obs, workload, snapshot, row, decision, applied, memory)
 
     async def _apply(self, obs: Observation, workload: WorkloadSpec, snapshot: ClusterSnapshot,
                      decision: WorkloadDecision) -> _Applied:
@@ -780,19 +661,8 @@ class Reconciler:
                                for c in decision.containers if c.changed)
         return applied
 
-    def _placement_recommendations(self, obs: Observation, created: Sequence[dict]) -> list[DecisionRecord]:
-        """Where Thrifty would have placed the pods that kube-scheduler places in Recommend mode."""
-        others = [p for p in created if not needs_placement(p)]
-        if not others:
-            return []
-        keys = {object_key(p) for p in others}
-        snapshot = self._snapshot(obs, include_pending=lambda p: object_key(p) in keys, placing=others[0])
-        decisions, _ = plan_placements(snapshot, self.policy, self.fallback)
-        return [placement_record(d, outcome=RECOMMENDED, time_seconds=obs.time_seconds) for d in decisions]
-
     async def _write_status(self, obs: Observation, workload: WorkloadSpec, snapshot: ClusterSnapshot, row: int,
-                            decision: WorkloadDecision, applied: _Applied, placements: list[DecisionRecord],
-                            memory: _Memory) -> None:
+                            decision: WorkloadDecision, applied: _Applied, memory: _Memory) -> None:
         now = obs.time_seconds
         elapsed = 0.0 if memory.last_step_seconds is None else max(now - memory.last_step_seconds, 0.0)
         memory.last_step_seconds = now
@@ -832,7 +702,7 @@ class Reconciler:
             energy_joules_total=memory.energy_joules_total, reward=reward, latency_p95_seconds=latency,
             slo_attainment_fraction=attainment,
             last_decisions=merge_last_decisions(workload.status.get("lastDecisions") or [],
-                                                [*placements, *applied.records], self.config.last_decisions_limit),
+                                                applied.records, self.config.last_decisions_limit),
             policy=self.policy.info, policy_fallback=bool(self.policy_error or decision.fallback),
             conditions=conditions)
         self.metrics.set_workload(workload.namespace, workload.name, watts=watts, elapsed_seconds=elapsed,
@@ -862,7 +732,3 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
         if event.get("type") == "DELETED":
             reconciler.forget(f"{namespace}/{name}")
 
-    @kopf.on.event("", "v1", "pods", id="place", registry=registry)
-    async def place(event: Mapping, body: Mapping, **_: object) -> None:
-        if reconciler.pod_event_needs_sweep(event.get("type"), body):
-            await reconciler.place_pending()

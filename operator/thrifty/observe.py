@@ -21,10 +21,9 @@ already, as a ReplicaSet sees it.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import re
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -184,11 +183,6 @@ def controller_uid(obj: Mapping) -> str | None:
     return None
 
 
-def assume_bound(pod: Mapping, node: str) -> dict:
-    """A copy of ``pod`` as it will be once bound to ``node``, for planning the next placements."""
-    return {**pod, "spec": {**pod.get("spec", {}), "nodeName": node}}
-
-
 def container_resources(container: Mapping) -> ContainerResources:
     """Requests (0 when absent) and limits (inf when absent) of one container spec."""
     resources = container.get("resources") or {}
@@ -225,78 +219,6 @@ def pod_requests(pod: Mapping) -> tuple[float, float]:
     cpu += cpu_millicores(overhead["cpu"]) if "cpu" in overhead else 0.0
     memory += memory_bytes(overhead["memory"]) if "memory" in overhead else 0.0
     return cpu, memory
-
-
-# --- Scheduling constraints --------------------------------------------------------------------
-
-def _tolerates(tolerations: Sequence[Mapping], taint: Mapping) -> bool:
-    for toleration in tolerations:
-        effect = toleration.get("effect")
-        if effect and effect != taint.get("effect"):
-            continue
-        key, operator = toleration.get("key"), toleration.get("operator", "Equal")
-        if not key and operator == "Exists":
-            return True
-        if key != taint.get("key"):
-            continue
-        if operator == "Exists" or toleration.get("value", "") == taint.get("value", ""):
-            return True
-    return False
-
-
-def _match_expression(labels: Mapping[str, str], expression: Mapping) -> bool:
-    key, operator, values = expression.get("key"), expression.get("operator"), expression.get("values") or []
-    # The node's value of the label; None when it has no such label (or the expression no key).
-    value = labels.get(key) if isinstance(key, str) else None
-    if operator == "In":
-        return value in values
-    if operator == "NotIn":
-        return value not in values
-    if operator == "Exists":
-        return value is not None
-    if operator == "DoesNotExist":
-        return value is None
-    if operator in ("Gt", "Lt"):
-        if value is None:
-            return False
-        try:
-            have, want = int(value), int(values[0])
-        except (KeyError, IndexError, ValueError):
-            return False
-        return have > want if operator == "Gt" else have < want
-    return False
-
-
-def node_accepts(pod: Mapping, node: Mapping) -> bool:
-    """Whether ``pod``'s own constraints allow ``node``: nodeSelector, required node affinity,
-    and the node's NoSchedule/NoExecute taints against the pod's tolerations.
-
-    Capacity is not checked here: the safety pipeline does that on the snapshot. Inter-pod
-    affinity is not honoured (documented limitation); dependencies are Thrifty's way to ask for
-    co-location.
-    """
-    spec = pod.get("spec", {})
-    labels = node.get("metadata", {}).get("labels", {}) or {}
-    for key, value in (spec.get("nodeSelector") or {}).items():
-        if labels.get(key) != value:
-            return False
-    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
-        "requiredDuringSchedulingIgnoredDuringExecution") or {}
-    terms = required.get("nodeSelectorTerms") or []
-    if terms and not any(all(_match_expression(labels, e) for e in term.get("matchExpressions") or [])
-                         for term in terms):
-        return False
-    tolerations = spec.get("tolerations") or []
-    return all(_tolerates(tolerations, taint) for taint in node.get("spec", {}).get("taints") or []
-               if taint.get("effect") in ("NoSchedule", "NoExecute"))
-
-
-def constraint_signature(pod: Mapping) -> str:
-    """Pods with the same signature accept the same nodes, so they can be placed in one batch."""
-    spec = pod.get("spec", {})
-    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
-        "requiredDuringSchedulingIgnoredDuringExecution")
-    return json.dumps([spec.get("nodeSelector"), required, spec.get("tolerations")], sort_keys=True)
 
 
 # --- RLWorkload --------------------------------------------------------------------------------
@@ -433,13 +355,13 @@ def container_usage(pod_metrics: Sequence[Mapping]) -> dict[ContainerKey, tuple[
 
 # --- The snapshot ------------------------------------------------------------------------------
 
-def _node_schedulable(node: Mapping) -> bool:
+def node_schedulable(node: Mapping) -> bool:
     ready = any(c.get("type") == "Ready" and c.get("status") == "True"
                 for c in node.get("status", {}).get("conditions", []))
     return ready and not node.get("spec", {}).get("unschedulable", False)
 
 
-def _oom_killed(pod: Mapping, container: str) -> float:
+def oom_killed(pod: Mapping, container: str) -> float:
     for status in pod.get("status", {}).get("containerStatuses") or []:
         if status.get("name") == container:
             terminated = (status.get("lastState") or {}).get("terminated") or {}
@@ -447,7 +369,7 @@ def _oom_killed(pod: Mapping, container: str) -> float:
     return 0.0
 
 
-def _pinned(bounds: ContainerBounds | None, current: ContainerResources) -> tuple[float, float, float, float]:
+def pinned_bounds(bounds: ContainerBounds | None, current: ContainerResources) -> tuple[float, float, float, float]:
     """Bounds for the core: a resource the spec does not name is pinned to its current value,
     so the safety pipeline can never move it."""
     if bounds is None:
@@ -472,7 +394,6 @@ def build_snapshot(
     container_usage_now: Mapping[ContainerKey, tuple[float, float]] | None = None,
     latency_seconds: Mapping[str, float] | None = None,
     include_pending: Callable[[Mapping], bool] | None = None,
-    placing: Mapping | None = None,
 ) -> ClusterSnapshot:
     """The cluster as one :class:`ClusterSnapshot`.
 
@@ -484,9 +405,7 @@ def build_snapshot(
         node_usage_now, container_usage_now: metrics.k8s.io usage; absent means unknown (NaN).
         latency_seconds: measured p95 by workload key; absent means unknown.
         include_pending: which unbound pods to include; default: those Thrifty places and those
-            of an RLWorkload. Placement passes one batch at a time.
-        placing: a pod whose constraints (:func:`node_accepts`) mark the nodes it may not use
-            unschedulable, so the core only ever picks a node the pod accepts.
+            of an RLWorkload.
     """
     node_usage_now = node_usage_now or {}
     container_usage_now = container_usage_now or {}
@@ -535,11 +454,11 @@ def build_snapshot(
             c_pod.append(row)
             c_names.append(name)
             c_resources.append(resources)
-            c_bounds.append(_pinned(workload.container_bounds.get(name) if workload else None, resources))
+            c_bounds.append(pinned_bounds(workload.container_bounds.get(name) if workload else None, resources))
             c_usage.append(container_usage_now.get(key, (math.nan, math.nan)))
             c_cpu_history.append(cpu_window)
             c_memory_history.append(memory_window)
-            c_oom.append(_oom_killed(pod, name))
+            c_oom.append(oom_killed(pod, name))
     n_containers = len(c_names)
     c_pod_index = np.array(c_pod, dtype=np.int64)
     resources_array = np.array([[r.cpu_request_millicores, r.cpu_limit_millicores, r.memory_request_bytes,
@@ -566,8 +485,7 @@ def build_snapshot(
 
     allocatable = [n.get("status", {}).get("allocatable") or {} for n in nodes]
     cpu_capacity = np.array([quantity(a, "cpu", cpu_millicores) for a in allocatable], dtype=float)
-    schedulable = np.array([_node_schedulable(n) and (placing is None or node_accepts(placing, n))
-                            for n in nodes], dtype=bool)
+    schedulable = np.array([node_schedulable(n) for n in nodes], dtype=bool)
     standby_marked = np.array([(n["metadata"].get("labels") or {}).get(STANDBY_LABEL) == "true"
                                for n in nodes], dtype=bool)
     node_table = NodeTable(
@@ -614,9 +532,19 @@ def build_snapshot(
         memory_min_bytes=bounds_array[:, 2].copy(),
         memory_max_bytes=bounds_array[:, 3].copy(),
     )
+    return ClusterSnapshot(
+        time_seconds=time_seconds, nodes=node_table, pods=pod_table, containers=container_table,
+        workloads=workload_table(workloads, pod_workload, latency_seconds),
+        dependencies=dependency_table(workloads, workload_row),
+    )
+
+
+def workload_table(workloads: Sequence[WorkloadSpec], pod_workload: np.ndarray,
+                   latency_seconds: Mapping[str, float]) -> WorkloadTable:
+    """The RLWorkloads as a table; ``pod_workload`` (each pod row's workload) counts replicas."""
     nan_bounds = ContainerBounds(math.nan, math.nan, math.nan, math.nan)
     primary = [next(iter(w.container_bounds.values()), nan_bounds) for w in workloads]
-    workload_table = WorkloadTable(
+    return WorkloadTable(
         names=tuple(w.key for w in workloads),
         replicas=np.bincount(pod_workload[pod_workload >= 0], minlength=len(workloads)).astype(np.int64),
         replicas_min=np.array([w.replicas_min for w in workloads], dtype=np.int64),
@@ -630,13 +558,9 @@ def build_snapshot(
         request_rate_per_second=np.full(len(workloads), math.nan),
         latency_p95_seconds=np.array([latency_seconds.get(w.key, math.nan) for w in workloads], dtype=float),
     )
-    return ClusterSnapshot(
-        time_seconds=time_seconds, nodes=node_table, pods=pod_table, containers=container_table,
-        workloads=workload_table, dependencies=_dependencies(workloads, workload_row),
-    )
 
 
-def _dependencies(workloads: Sequence[WorkloadSpec], row: Mapping[str, int]) -> DependencyTable:
+def dependency_table(workloads: Sequence[WorkloadSpec], row: Mapping[str, int]) -> DependencyTable:
     """Edges to the dependencies that exist now (a dependency may be created later)."""
     edges = [(row[w.key], row[target], weight) for w in workloads for target, weight in w.dependencies
              if target in row and target != w.key]
@@ -645,14 +569,3 @@ def _dependencies(workloads: Sequence[WorkloadSpec], row: Mapping[str, int]) -> 
     source, target, weight = zip(*edges, strict=True)
     return DependencyTable(source=np.array(source, dtype=np.int64), target=np.array(target, dtype=np.int64),
                            weight=np.array(weight, dtype=float))
-
-
-def placement_batches(pods: Sequence[Mapping], pending: Collection[str]) -> list[list[str]]:
-    """The pending pods (by key) grouped by :func:`constraint_signature`, each batch oldest
-    first and the batches in order of their oldest pod, so old pods are placed first."""
-    by_key = {object_key(p): p for p in pods}
-    ordered = sorted(pending, key=lambda k: (parse_time(by_key[k]["metadata"].get("creationTimestamp")), k))
-    batches: dict[str, list[str]] = {}
-    for key in ordered:
-        batches.setdefault(constraint_signature(by_key[key]), []).append(key)
-    return list(batches.values())

@@ -32,6 +32,7 @@ from tests.support.operator import (
     rlworkload,
     wait_for,
 )
+from thrifty.kubescheduler import KubeSchedulerProcess
 
 MANIFESTS = REPO / "manifests"
 NAMESPACE = "thrifty-system"
@@ -41,28 +42,50 @@ IMAGE_POLICIES = "/opt/thrifty/policies"
 """Where the Dockerfile puts policies/; the local run reads them from the checkout."""
 
 GRANTED = {
-    "rlworkloads.thrifty.dev": {"list", "watch", "patch"},
+    "rlworkloads.thrifty.dev": {"get", "list", "watch", "patch"},
     "rlworkloads.thrifty.dev/status": {"patch"},
-    "pods": {"list", "watch", "create", "delete"},
+    "pods": {"get", "list", "watch", "create", "delete"},
     "pods/binding": {"create"},
+    "bindings": {"create"},
     "pods/resize": {"patch"},
-    "nodes": {"list"},
+    "pods/status": {"patch", "update"},
+    "nodes": {"get", "list", "watch"},
+    "namespaces": {"get", "list", "watch"},
+    "services": {"get", "list", "watch"},
+    "replicationcontrollers": {"get", "list", "watch"},
+    "persistentvolumeclaims": {"get", "list", "watch"},
+    "persistentvolumes": {"get", "list", "watch"},
+    "replicasets.apps": {"list", "watch"},
+    "statefulsets.apps": {"list", "watch"},
+    "poddisruptionbudgets.policy": {"list", "watch"},
+    "storageclasses.storage.k8s.io": {"list", "watch"},
+    "csinodes.storage.k8s.io": {"list", "watch"},
+    "csidrivers.storage.k8s.io": {"list", "watch"},
+    "csistoragecapacities.storage.k8s.io": {"list", "watch"},
+    "volumeattachments.storage.k8s.io": {"list", "watch"},
+    "deviceclasses.resource.k8s.io": {"list", "watch"},
+    "resourceclaims.resource.k8s.io": {"list", "watch"},
+    "resourceslices.resource.k8s.io": {"list", "watch"},
+    "devicetaintrules.resource.k8s.io": {"list", "watch"},
+    "resourceclaims.resource.k8s.io/status": {"update"},
     "nodes.metrics.k8s.io": {"list"},
     "pods.metrics.k8s.io": {"list"},
-    "events": {"create"},
+    "events": {"create", "patch", "update"},
+    "events.events.k8s.io": {"create", "patch", "update"},
     "clusterkopfpeerings.kopf.dev": {"create", "list", "watch", "patch"},
     "customresourcedefinitions.apiextensions.k8s.io": {"list", "watch"},
 }
-"""Everything the ServiceAccount may do beyond what any authenticated identity may (see
-manifests/rbac.yaml for why each is needed)."""
+"""Everything the ServiceAccount may do beyond what any authenticated identity may: the operator
+container's (manifests/rbac.yaml) and its kube-scheduler container's (manifests/scheduler-rbac.yaml;
+the Lease Role is namespaced, so ``can-i --list`` cluster-wide does not show it)."""
 
 DENIED = [
     ("get", "secrets"), ("list", "secrets"), ("get", "configmaps"), ("list", "configmaps"),
     ("patch", "nodes"), ("update", "nodes"), ("delete", "nodes"), ("create", "nodes"),
-    ("update", "pods"), ("patch", "pods"), ("deletecollection", "pods"),
+    ("update", "pods"), ("patch", "pods"), ("deletecollection", "pods"), ("update", "leases.coordination.k8s.io"),
     ("create", "deployments.apps"), ("delete", "rlworkloads.thrifty.dev"), ("update", "rlworkloads.thrifty.dev"),
     ("create", "rlworkloads.thrifty.dev"), ("update", "rlworkloads.thrifty.dev/status"),
-    ("patch", "events"), ("create", "serviceaccounts/token"), ("impersonate", "users"),
+    ("delete", "events"), ("create", "serviceaccounts/token"), ("impersonate", "users"),
     ("bind", "clusterroles.rbac.authorization.k8s.io"), ("escalate", "clusterroles.rbac.authorization.k8s.io"),
     ("create", "pods/exec"), ("create", "pods/eviction"), ("delete", "customresourcedefinitions.apiextensions.k8s.io"),
 ]
@@ -112,8 +135,28 @@ def service_account_kubeconfig(cluster: Cluster, path: Path, namespace: str = NA
 def deployment_args(cluster: Cluster, namespace: str = NAMESPACE) -> list[str]:
     """The installed Deployment's container args, its image paths mapped to the checkout."""
     deployment = json.loads(cluster.kubectl("get", "deployment", "thrifty", "-n", namespace, "-o", "json").stdout)
-    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    [container] = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "operator"]
     return [arg.replace(IMAGE_POLICIES, str(REPO / "policies")) for arg in container["args"]]
+
+
+def start_scheduler_container(cluster: Cluster, *, kubeconfig: Path, extender_port: int, log_path: Path
+                              ) -> KubeSchedulerProcess:
+    """The Deployment's kube-scheduler container as a local process: its command, the installed
+    ConfigMap's configuration, the ServiceAccount's identity; the extender's port on loopback is
+    moved to the local operator's."""
+    deployment = json.loads(cluster.kubectl("get", "deployment", "thrifty", "-n", NAMESPACE, "-o", "json").stdout)
+    [container] = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "kube-scheduler"]
+    configmap = json.loads(cluster.kubectl("get", "configmap", "thrifty-scheduler", "-n", NAMESPACE, "-o",
+                                           "json").stdout)
+    config = yaml.safe_load(configmap["data"]["config.yaml"])
+    config["clientConnection"]["kubeconfig"] = str(kubeconfig)
+    [extender] = config["extenders"]
+    assert extender["urlPrefix"] == "http://127.0.0.1:8888", "the extender must be on the pod's loopback"
+    extender["urlPrefix"] = f"http://127.0.0.1:{extender_port}"
+    assert container["command"][1:] == ["--config=/etc/thrifty-scheduler/config.yaml", "--secure-port=0"]
+    scheduler = KubeSchedulerProcess(f"{cluster.bin_dir}/kube-scheduler", yaml.safe_dump(config), str(log_path))
+    scheduler.start()
+    return scheduler
 
 
 class InstalledOperator(Operator):
@@ -131,9 +174,12 @@ class InstalledOperator(Operator):
         self.env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
         self.identity = identity(namespace)
         self.health_port = free_port()
+        self.scheduler_log: Path | None = None
+        """The kube-scheduler container's log, checked for denials too."""
         self.args = [
             str(bin_dir / "thrifty"), "run", *deployment_args(cluster, namespace), "--kubeconfig", str(kubeconfig),
             f"--metrics-port={self.metrics_port}", "--metrics-address=127.0.0.1",
+            f"--extender-port={self.extender_port}",
             f"--liveness=http://127.0.0.1:{self.health_port}/healthz", *extra_args,
         ]
 
@@ -144,7 +190,10 @@ class InstalledOperator(Operator):
     def denials(self) -> list[str]:
         """Log lines where the API server refused the ServiceAccount something (Thrifty's own
         calls name the user; kopf says "Not enough permissions" and carries on without)."""
-        return [line for line in self.log_path.read_text(errors="replace").splitlines()
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        if self.scheduler_log is not None:
+            lines += self.scheduler_log.read_text(errors="replace").splitlines()
+        return [line for line in lines
                 if (self.identity in line and "cannot" in line) or "Not enough permissions" in line]
 
 
@@ -162,7 +211,16 @@ def operator(installed: Cluster, image_bin: Path, tmp_path_factory: pytest.TempP
                            kubeconfig=service_account_kubeconfig(installed, tmp / "thrifty.kubeconfig"),
                            log_path=tmp / "thrifty-run.log", extra_args=FAST)
     op.start()
+    scheduler = start_scheduler_container(installed, kubeconfig=tmp / "thrifty.kubeconfig",
+                                          extender_port=op.extender_port, log_path=tmp / "kube-scheduler.log")
+    op.scheduler_log = tmp / "kube-scheduler.log"
+    # Its informers must list everything its plugins read (RBAC) before it elects itself.
+    wait_for("the kube-scheduler container to hold its Lease", lambda: installed.kubectl(
+        "get", "lease", "thrifty-scheduler", "-n", NAMESPACE, "-o", "jsonpath={.spec.holderIdentity}",
+        check=False).stdout.strip(), diagnose=lambda: op.log_tail() + "\n" + "\n".join(
+            op.scheduler_log.read_text(errors="replace").splitlines()[-10:]))
     yield op
+    scheduler.stop()
     op.stop()
 
 

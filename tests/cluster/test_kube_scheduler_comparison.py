@@ -22,8 +22,9 @@ from thrifty.traces import load_openb_pods
 
 PODS = 100
 REQUEST_SCALE = 0.08
-MIN_RATE_RATIO = 0.5
-"""Thrifty's pods/s over kube-scheduler's, at least."""
+MIN_RATE_RATIO = 0.7
+"""Thrifty's pods/s over kube-scheduler's, at least: the benchmark's target is 0.8 (docs/evaluation.md §6);
+this 100-pod run keeps a margin for a busy machine."""
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ def test_figures_are_sane(cluster: Cluster, runs) -> None:
         assert all(math.isfinite(v) for v in (run.energy_watts, run.pods_per_second, run.latency_p99_ms))
 
 
-def test_thrifty_binds_at_least_half_kube_schedulers_rate(runs) -> None:
+def test_thrifty_binds_at_least_seven_tenths_of_kube_schedulers_rate(runs) -> None:
     """Pods bound per second, both measured in this run on this machine, so the ratio does not
     depend on how busy the machine is. A floor, so that a regression in Thrifty's placement path
     fails here; the target (0.8x on a 1,000-node burst) is `thrifty bench --cluster`'s to show."""

@@ -46,11 +46,13 @@ def log(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def operators() -> list[Operator]:
-    """Operators a test starts; all are killed at its end, whatever happened."""
+    """Operators a test starts; all are killed at its end, whatever happened, and then their
+    kube-scheduler children, which a kill leaves running."""
     started: list[Operator] = []
     yield started
     for op in started:
         op.kill()
+        op.stop()
 
 
 def _owned(k: Kubectl, workload: str) -> list[dict]:

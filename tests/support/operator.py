@@ -6,8 +6,10 @@ SIGKILL), so the cluster tests cover the CLI, kopf's peering and the restart beh
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -68,12 +70,20 @@ class Operator:
         self.namespace = namespace
         self.log_path = log_path
         self.metrics_port = free_port()
+        self.extender_port = free_port()
+        """Kept across restarts, so a kube-scheduler child that outlived a killed operator finds
+        the restarted one."""
         self.args = [
             str(THRIFTY), "run", "--kubeconfig", cluster.kubeconfig, "--namespace", namespace,
             "--metrics-port", str(self.metrics_port), "--metrics-address", "127.0.0.1",
+            "--extender-port", str(self.extender_port), "--scheduler-lease", f"thrifty-{namespace}",
+            # As the cluster's own kube-scheduler runs here (hack/cluster.sh: no client-side limits).
+            "--kube-scheduler-qps", "5000", "--kube-scheduler-burst", "10000",
             "--interval-seconds", str(interval_seconds), "--policy", policy, *extra_args,
         ]
         self.process: subprocess.Popen | None = None
+        self.orphans: list[int] = []
+        """kube-scheduler children left running by :meth:`kill`."""
         pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
         self.env = {**os.environ, "PYTHONPATH": pythonpath}
         """The process's environment: the test policies live in the checkout, not in the package."""
@@ -86,7 +96,26 @@ class Operator:
             self.process = subprocess.Popen(self.args, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         wait_for("the operator to serve /metrics", lambda: self._alive() and self.scrape(), timeout=60,
                  diagnose=self.log_tail)
+        wait_for("the extender's view to list the cluster", lambda: self._alive() and self.extender_ready(),
+                 timeout=60, diagnose=self.log_tail)
+        if "--no-kube-scheduler" not in self.args:
+            wait_for("a kube-scheduler of Thrifty's profile to hold its Lease", self.scheduler_leads,
+                     timeout=60, diagnose=self.log_tail)
         return self
+
+    def scheduler_leads(self) -> bool:
+        """The profile's Lease has a holder (this operator's child, or one that outlived a kill)."""
+        lease = self.args[self.args.index("--scheduler-lease") + 1]
+        proc = self.cluster.kubectl("get", "lease", lease, "-n", "kube-system", "-o",
+                                    "jsonpath={.spec.holderIdentity}", check=False)
+        return proc.returncode == 0 and bool(proc.stdout.strip())
+
+    def extender_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.extender_port}/healthz", timeout=5) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
 
     def _alive(self) -> bool:
         assert self.process is not None and self.process.poll() is None, (
@@ -95,6 +124,7 @@ class Operator:
 
     def stop(self) -> None:
         """SIGTERM, as Kubernetes stops a pod; SIGKILL if it does not exit in time."""
+        self._end_orphans()
         if self.process is None or self.process.poll() is not None:
             return
         self.process.send_signal(signal.SIGTERM)
@@ -104,10 +134,24 @@ class Operator:
             self.kill()
 
     def kill(self) -> None:
-        """SIGKILL: no clean-up at all, as after a node failure or an OOM kill."""
+        """SIGKILL: no clean-up at all, as after a node failure or an OOM kill. The operator's
+        kube-scheduler child outlives it (as the pod's second container would); :meth:`stop`
+        ends such orphans."""
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=15)
+            self.orphans.extend(self.scheduler_pids()[len(self.orphans):])
+
+    def scheduler_pids(self) -> list[int]:
+        """The kube-scheduler children this operator's runs started, oldest first."""
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return [int(pid) for pid in re.findall(r"started kube-scheduler \(pid (\d+)\)", text)]
+
+    def _end_orphans(self) -> None:
+        for pid in self.orphans:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        self.orphans.clear()
 
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

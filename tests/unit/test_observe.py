@@ -13,7 +13,6 @@ from thrifty.actions import ContainerResources
 from thrifty.history import UsageHistory
 from thrifty.observe import (
     QuantityError,
-    assume_bound,
     build_snapshot,
     container_usage,
     cpu_millicores,
@@ -21,13 +20,11 @@ from thrifty.observe import (
     format_memory,
     memory_bytes,
     needs_placement,
-    node_accepts,
     node_usage,
     owns,
     parse_quantity,
     parse_time,
     parse_workload,
-    placement_batches,
     pod_requests,
     resource_quantities,
 )
@@ -164,39 +161,6 @@ def workload(name: str = "web", *, uid: str = "w-uid", **spec: object) -> dict:
 ])
 def test_pod_requests(spec: dict, cpu: float, memory: float) -> None:
     assert pod_requests({"spec": spec}) == (pytest.approx(cpu), pytest.approx(memory))
-
-
-NOSCHEDULE = {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}
-
-
-@pytest.mark.parametrize(("pod_spec", "node_obj", "accepted"), [
-    ({}, node("n"), True),
-    ({"nodeSelector": {"zone": "a"}}, node("n", labels={"zone": "a"}), True),
-    ({"nodeSelector": {"zone": "a"}}, node("n", labels={"zone": "b"}), False),
-    ({}, node("n", taints=[NOSCHEDULE]), False),
-    ({"tolerations": [{"key": "dedicated", "operator": "Exists"}]}, node("n", taints=[NOSCHEDULE]), True),
-    ({"tolerations": [{"key": "dedicated", "value": "gpu"}]}, node("n", taints=[NOSCHEDULE]), True),
-    ({"tolerations": [{"key": "dedicated", "value": "cpu"}]}, node("n", taints=[NOSCHEDULE]), False),
-    ({"tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoExecute"}]},
-     node("n", taints=[NOSCHEDULE]), False),
-    ({"tolerations": [{"operator": "Exists"}]}, node("n", taints=[NOSCHEDULE]), True),
-    ({}, node("n", taints=[{"key": "soft", "effect": "PreferNoSchedule"}]), True),
-    ({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}]}]}}}},
-     node("n", labels={"zone": "b"}), True),
-    ({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-        {"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]}]}}}},
-     node("n", labels={"zone": "a"}), False),
-    ({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-        {"matchExpressions": [{"key": "gpu", "operator": "Exists"}]},
-        {"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["16"]}]}]}}}},
-     node("n", labels={"cores": "32"}), True),
-    ({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-        {"matchExpressions": [{"key": "gpu", "operator": "DoesNotExist"}]}]}}}},
-     node("n", labels={"gpu": "a100"}), False),
-])
-def test_node_accepts(pod_spec: dict, node_obj: dict, accepted: bool) -> None:
-    assert node_accepts({"spec": pod_spec}, node_obj) is accepted
 
 
 @pytest.mark.parametrize(("obj", "expected"), [
@@ -341,32 +305,20 @@ def test_snapshot_of_nodes_pods_and_workloads() -> None:
     assert (deps.source.tolist(), deps.target.tolist(), deps.weight.tolist()) == ([0], [1], [0.5])
 
 
-def test_snapshot_for_one_placement_batch() -> None:
-    """include_pending picks the batch; placing masks the nodes the pod's constraints refuse."""
-    gpu = {"key": "gpu", "value": "yes", "effect": "NoSchedule"}
-    nodes = [node("n1"), node("n2", taints=[gpu]), node("n3", labels={"zone": "a"})]
+def test_snapshot_includes_the_pending_pods_asked_for() -> None:
+    """include_pending picks the unbound pods; bound pods always count on their nodes."""
+    nodes = [node("n1"), node("n2"), node("n3", labels={"zone": "a"})]
     pods = [pod("a"), pod("b", nodeSelector={"zone": "a"}), pod("c", node="n1")]
     batch = build_snapshot(time_seconds=NOW, nodes=nodes, pods=pods, workloads=[], history=history(),
-                           include_pending=lambda p: p["metadata"]["name"] == "b", placing=pods[1])
+                           include_pending=lambda p: p["metadata"]["name"] == "b")
     assert set(batch.pods.names) == {"ns/b", "ns/c"}
-    assert batch.nodes.schedulable.tolist() == [False, False, True]
-    plain = build_snapshot(time_seconds=NOW, nodes=nodes, pods=[assume_bound(pods[0], "n3"), *pods[1:]],
-                           workloads=[], history=history())
-    assert plain.nodes.schedulable.tolist() == [True, True, True]
-    assert plain.nodes.cpu_requested_millicores.tolist() == [100, 0, 100]
+    assert batch.nodes.schedulable.tolist() == [True, True, True]
+    assert batch.nodes.cpu_requested_millicores.tolist() == [100, 0, 0]
 
 
 def test_empty_cluster() -> None:
     snapshot = build_snapshot(time_seconds=NOW, nodes=[], pods=[], workloads=[], history=history())
     assert len(snapshot.nodes) == len(snapshot.pods) == len(snapshot.containers) == len(snapshot.workloads) == 0
-
-
-def test_placement_batches_group_equal_constraints_oldest_first() -> None:
-    pods = [pod("late", created="2027-01-15T09:00:00Z"), pod("early", created="2027-01-15T07:00:00Z"),
-            pod("zoned", created="2027-01-15T08:00:00Z", nodeSelector={"zone": "a"}),
-            pod("mid", created="2027-01-15T08:30:00Z")]
-    keys = ["ns/late", "ns/early", "ns/zoned", "ns/mid"]
-    assert placement_batches(pods, keys) == [["ns/early", "ns/mid", "ns/late"], ["ns/zoned"]]
 
 
 # --- Usage history -----------------------------------------------------------------------------

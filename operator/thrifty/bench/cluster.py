@@ -240,14 +240,44 @@ def compare_schedulers(kubeconfig: str, stream: PodStream, count: int,
     return runs
 
 
+def _wait_for_lease(kubeconfig: str, lease: str, deadline: float) -> None:
+    """Until the child kube-scheduler holds ``lease`` (in kube-system)."""
+    from kubernetes import client, config
+
+    coordination = client.CoordinationV1Api(config.new_client_from_config(config_file=kubeconfig))
+    while True:
+        try:
+            if coordination.read_namespaced_lease(lease, "kube-system").spec.holder_identity:
+                return
+        except client.ApiException as error:
+            if error.status != 404:
+                raise
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no kube-scheduler took the Lease kube-system/{lease}")
+        time.sleep(0.2)
+
+
 @contextlib.contextmanager
-def operator_process(kubeconfig: str, namespace: str, log_path: Path, *, start_timeout_seconds: float = 60.0) -> Iterator[None]:
-    """``thrifty run`` (this Python's) watching ``namespace``, standalone, for the ``with`` block."""
+def operator_process(kubeconfig: str, namespace: str, log_path: Path, *, start_timeout_seconds: float = 60.0,
+                     metrics_out: list[str] | None = None, extra_args: Sequence[str] = ()) -> Iterator[None]:
+    """``thrifty run`` (this Python's) watching ``namespace``, standalone, for the ``with`` block.
+
+    Its child kube-scheduler gets the client limits of the cluster's own (hack/cluster.sh: 5000
+    requests/s), a Lease of its own, and holds it before the block starts, so both runs start with
+    a scheduler ready. ``metrics_out`` receives the operator's ``/metrics`` text at the end;
+    ``extra_args`` go to ``thrifty run``.
+    """
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        extender_port = probe.getsockname()[1]
+    lease = f"thrifty-{namespace}"
     command = [sys.executable, "-m", "thrifty.cli", "run", "--kubeconfig", kubeconfig, "--namespace", namespace,
-               "--standalone", "--metrics-address", "127.0.0.1", "--metrics-port", str(port)]
+               "--standalone", "--metrics-address", "127.0.0.1", "--metrics-port", str(port),
+               "--extender-port", str(extender_port), "--scheduler-lease", lease,
+               "--kube-scheduler-qps", "5000", "--kube-scheduler-burst", "10000", *extra_args]
     with log_path.open("a") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -263,7 +293,11 @@ def operator_process(kubeconfig: str, namespace: str, log_path: Path, *, start_t
                     raise RuntimeError(f"thrifty run did not serve /metrics within {start_timeout_seconds:.0f} s; "
                                        f"see {log_path}") from None
                 time.sleep(0.5)
+        _wait_for_lease(kubeconfig, lease, deadline)
         yield
+        if metrics_out is not None:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+                metrics_out.append(response.read().decode())
     finally:
         process.send_signal(signal.SIGTERM)
         try:

@@ -61,6 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "kube-scheduler and with Thrifty (started here), and compare them")
     parser.add_argument("--cluster-pods", type=positive_int("--cluster-pods"), default=1000, metavar="N",
                         help="pods of the stream for --cluster (default %(default)s)")
+    parser.add_argument("--cluster-operator-arg", action="append", default=[], dest="cluster_operator_args",
+                        metavar="ARG", help="an argument for the --cluster run's `thrifty run`, e.g. "
+                                            "--cluster-operator-arg=--percentage-of-nodes-to-score=0 (repeatable)")
     parser.add_argument("--cluster-request-scale", type=positive_float("--cluster-request-scale"), default=1.0,
                         metavar="X", help="multiply every pod's requests by X for --cluster, so that the stream does "
                                           "not saturate a small cluster (default %(default)s)")
@@ -123,7 +126,8 @@ def _command_line(args: argparse.Namespace) -> str:
                                     ("--no-plots", args.no_plots)) if on]
     if args.cluster:
         words += ["--cluster", args.cluster, "--cluster-pods", str(args.cluster_pods),
-                  "--cluster-request-scale", f"{args.cluster_request_scale:g}"]
+                  "--cluster-request-scale", f"{args.cluster_request_scale:g}",
+                  *(f"--cluster-operator-arg={a}" for a in args.cluster_operator_args)]
     return " ".join(shlex.quote(w) for w in words)
 
 
@@ -173,19 +177,34 @@ def _cluster(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     log = out / "operator.log"
     print(f"thrifty bench: {args.cluster_pods} pods, kube-scheduler then Thrifty (operator log: {log})", file=sys.stderr)
+    scraped: list[str] = []
     try:
         runs = cluster.compare_schedulers(
             args.cluster, stream, args.cluster_pods,
-            lambda namespace: cluster.operator_process(args.cluster, namespace, log),
+            lambda namespace: cluster.operator_process(args.cluster, namespace, log, metrics_out=scraped,
+                                                       extra_args=args.cluster_operator_args),
             request_scale=args.cluster_request_scale)
     except RuntimeError as error:
         print(f"thrifty bench: --cluster {args.cluster}: {error}", file=sys.stderr)
         return 1
     table = cluster.markdown(runs)
+    if scraped:
+        table += "\n\n" + _extender_latency(scraped[-1])
     (out / "cluster.md").write_text(f"Command: `{_command_line(args)}`\n\n{table}\n")
     print(table)
     print(f"\nwrote {out / 'cluster.md'}")
     return 0
+
+
+def _extender_latency(metrics_text: str) -> str:
+    """The extender's call latency, measured in the operator (thrifty_extender_request_duration_seconds)."""
+    from thrifty.bench.extender_latency import request_count, request_quantile_seconds
+
+    lines = ["| extender verb | calls | p50 ms | p99 ms |", "|---|---:|---:|---:|"]
+    for verb in ("prioritize", "bind"):
+        p50, p99 = (request_quantile_seconds(metrics_text, verb, q) * 1000 for q in (0.5, 0.99))
+        lines.append(f"| {verb} | {request_count(metrics_text, verb)} | {p50:.1f} | {p99:.1f} |")
+    return "\n".join(lines)
 
 
 def _benchmark(scenarios, policies, steps: int, out: Path, *, notes: list[str], command: str, plots: bool) -> int:

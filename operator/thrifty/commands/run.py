@@ -13,7 +13,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from thrifty.commands import flags
+from thrifty.commands import flags, run_placement
 from thrifty.safety import SafetyConfig
 
 if TYPE_CHECKING:
@@ -93,6 +93,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--log-format", default="text", choices=LOG_FORMATS,
                         help="text lines, or one JSON object a line (kopf's JSON format: message, timestamp, "
                              "severity, and the object a handler logs about) (default: %(default)s)")
+    run_placement.add_arguments(parser)
     flags.from_environment(parser, ENVIRONMENT_PREFIX)
     parser.set_defaults(func=run, parser=parser)
 
@@ -130,7 +131,7 @@ def _config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Operat
     )
 
 
-async def _operate(config: OperatorConfig) -> int:
+async def _operate(config: OperatorConfig, placement: run_placement.PlacementSetup) -> int:
     import kopf
 
     from thrifty.adapter import Kube, KubeError, Prometheus
@@ -180,9 +181,10 @@ async def _operate(config: OperatorConfig) -> int:
         settings.peering.mandatory = not config.standalone
         settings.peering.clusterwide = config.namespace is None
         settings.peering.priority = config.priority if config.priority is not None else int(time.time() * 1000)
-        await kopf.operator(registry=registry, settings=settings, clusterwide=config.namespace is None,
-                            namespaces=[config.namespace] if config.namespace else (),
-                            standalone=config.standalone, liveness_endpoint=config.liveness_endpoint)
+        async with run_placement.placement(placement, kube, reconciler, config.namespace):
+            await kopf.operator(registry=registry, settings=settings, clusterwide=config.namespace is None,
+                                namespaces=[config.namespace] if config.namespace else (),
+                                standalone=config.standalone, liveness_endpoint=config.liveness_endpoint)
     finally:
         if prometheus is not None:
             await prometheus.close()
@@ -206,5 +208,6 @@ def configure_logging(log_format: str, log_level: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = _config(args, args.parser)
+    placement = run_placement.setup(args, args.parser)
     configure_logging(args.log_format, args.log_level)
-    return asyncio.run(_operate(config))
+    return asyncio.run(_operate(config, placement))
