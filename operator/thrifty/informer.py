@@ -15,7 +15,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from thrifty.adapter import Kube, KubeError, MetricsSourceError
-from thrifty.observe import GROUP, PLURAL, VERSION, container_usage, node_usage, object_key, parse_workload
+from thrifty.metrics import PendingPods
+from thrifty.observe import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    container_usage,
+    needs_placement,
+    node_usage,
+    object_key,
+    parse_time,
+    parse_workload,
+)
 from thrifty.view import ADDED, DELETED, ClusterView
 
 logger = logging.getLogger("thrifty.informer")
@@ -42,10 +53,14 @@ class Informer:
     """The watches behind one view; :meth:`run` until cancelled."""
 
     def __init__(self, kube: Kube, view: ClusterView, config: InformerConfig | None = None,
-                 namespace: str | None = None) -> None:
+                 namespace: str | None = None, pending: PendingPods | None = None) -> None:
         self.kube = kube
         self.view = view
         self.config = config or InformerConfig()
+        self.namespace = namespace
+        self.pending = pending
+        """Pods waiting for Thrifty's scheduler (``thrifty_pods_pending``), kept from the same pod
+        events, at no API cost."""
         self.synced = asyncio.Event()
         workloads = (f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}" if namespace
                      else f"/apis/{GROUP}/{VERSION}/{PLURAL}")
@@ -53,13 +68,31 @@ class Informer:
         # the nodes.
         self._kinds: dict[str, tuple[str, Callable[[list], None], Callable[[str, Mapping], None]]] = {
             "nodes": ("/api/v1/nodes", view.replace_nodes, view.apply_node),
-            "pods": ("/api/v1/pods", view.replace_pods, view.apply_pod),
+            "pods": ("/api/v1/pods", self._replace_pods, self._apply_pod),
             "rlworkloads": (workloads, self._replace_workloads, self._apply_workload),
         }
         self._listed: set[str] = set()
 
     async def run(self) -> None:
         await asyncio.gather(*(self._reflect(kind) for kind in self._kinds), self._refresh_metrics())
+
+    def _waiting(self, pod: Mapping) -> bool:
+        return needs_placement(pod) and self.namespace in (None, pod.get("metadata", {}).get("namespace"))
+
+    def _apply_pod(self, event_type: str, pod: Mapping) -> None:
+        self.view.apply_pod(event_type, pod)
+        if self.pending is not None:
+            key = object_key(pod)
+            if event_type != DELETED and self._waiting(pod):
+                self.pending.waiting(key, parse_time(pod["metadata"].get("creationTimestamp")))
+            else:
+                self.pending.done(key)
+
+    def _replace_pods(self, pods: list) -> None:
+        self.view.replace_pods(pods)
+        if self.pending is not None:
+            self.pending.replace({object_key(p): parse_time(p["metadata"].get("creationTimestamp"))
+                                  for p in pods if self._waiting(p)})
 
     def _replace_workloads(self, objects: list) -> None:
         for key in list(self.view.workloads):

@@ -19,6 +19,7 @@ import yaml
 import thrifty
 from tests.conftest import REPO
 from thrifty.cli import build_parser
+from thrifty.schedulerconfig import KUBE_SCHEDULER_VERSION
 
 CHART = REPO / "charts" / "thrifty"
 RELEASE = "thrifty"
@@ -30,6 +31,7 @@ COPIES = {
     CHART / "crds" / "thrifty.dev_rlworkloads.yaml": REPO / "crds" / "thrifty.dev_rlworkloads.yaml",
     CHART / "files" / "thrifty.json": REPO / "manifests" / "grafana" / "thrifty.json",
     CHART / "files" / "prometheusrule.yaml": REPO / "manifests" / "monitoring" / "prometheusrule.yaml",
+    CHART / "files" / "scheduler-config.yaml": REPO / "manifests" / "scheduler-config.yaml",
 }
 HELM_ONLY = {"helm.sh/chart", "app.kubernetes.io/managed-by", "app.kubernetes.io/instance",
              "app.kubernetes.io/version", "helm.sh/resource-policy", "imagePullPolicy"}
@@ -96,8 +98,8 @@ def deployment(objects: dict[tuple[str, str], dict]) -> dict:
     return obj
 
 
-def container(objects: dict[tuple[str, str], dict]) -> dict:
-    [c] = deployment(objects)["spec"]["template"]["spec"]["containers"]
+def container(objects: dict[tuple[str, str], dict], name: str = "operator") -> dict:
+    [c] = [c for c in deployment(objects)["spec"]["template"]["spec"]["containers"] if c["name"] == name]
     return c
 
 
@@ -129,6 +131,8 @@ def test_chart_versions_follow_the_operator() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     kustomization = yaml.safe_load((REPO / "manifests" / "kustomization.yaml").read_text())
     assert chart["appVersion"] == thrifty.__version__ == kustomization["images"][0]["newTag"]
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["scheduler"]["image"]["tag"] == KUBE_SCHEDULER_VERSION
 
 
 def test_defaults_render_the_kustomize_install(helm: str, bin_dir: str, tmp_path: Path) -> None:
@@ -145,8 +149,8 @@ def test_monitoring_renders_the_kustomize_monitoring(helm: str, bin_dir: str, tm
     manifests/monitoring/` renders them; the dashboard byte for byte."""
     monitoring = kustomize(bin_dir, REPO / "manifests" / "monitoring")
     assert kinds(monitoring) == {"ServiceMonitor", "PrometheusRule", "ConfigMap"}
-    objects = render(helm, tmp_path, MONITORING_ON)
-    rendered = {k: v for k, v in objects.items() if k[0] in kinds(monitoring)}
+    base = render(helm, tmp_path)
+    rendered = {k: v for k, v in render(helm, tmp_path, MONITORING_ON).items() if k not in base}
     assert without_helm_only(rendered) == without_helm_only(monitoring)
     dashboard = rendered[("ConfigMap", "thrifty-dashboard")]
     assert dashboard["data"]["thrifty.json"] == (REPO / "manifests" / "grafana" / "thrifty.json").read_text()
@@ -191,13 +195,12 @@ def test_default_args_name_no_prometheus_and_watch_everything(helm: str, tmp_pat
 @pytest.mark.parametrize(("toggle", "kind"), [("serviceMonitor", "ServiceMonitor"),
                                               ("prometheusRule", "PrometheusRule"), ("dashboard", "ConfigMap")])
 def test_each_monitoring_object_has_its_toggle(helm: str, tmp_path: Path, toggle: str, kind: str) -> None:
-    base = kinds(render(helm, tmp_path))
-    assert kind not in base
+    base = render(helm, tmp_path)
     values = {"monitoring": {toggle: {"enabled": True, "labels": {"release": "kube-prometheus-stack"}}}}
     objects = render(helm, tmp_path, values)
-    assert kinds(objects) - base == {kind}
-    [obj] = [o for (k, _), o in objects.items() if k == kind]
-    assert obj["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    [added] = set(objects) - set(base)
+    assert added[0] == kind
+    assert objects[added]["metadata"]["labels"]["release"] == "kube-prometheus-stack"
 
 
 def _grants(rules: list[dict]) -> set[tuple[str, str, str]]:
@@ -209,10 +212,10 @@ WRITES = {"create", "update", "patch", "delete", "deletecollection"}
 
 
 def test_watching_one_namespace_confines_the_writes_to_it(helm: str, tmp_path: Path) -> None:
-    """Every write and every watch of RLWorkloads and pods in a Role of the watched namespace;
-    cluster-wide only the reads the operator makes whatever it watches, and kopf's of the
-    namespaces; together the permissions of watching everything, with the namespace's
-    KopfPeerings for the cluster's."""
+    """Of the operator's RBAC: every write and every read of RLWorkloads in a Role of the watched
+    namespace; cluster-wide only the reads the operator makes whatever it watches (the extender's
+    view of pods and nodes), and kopf's of the namespaces; together the permissions of watching
+    everything, with the namespace's KopfPeerings for the cluster's."""
     everything = _grants(render(helm, tmp_path)[("ClusterRole", RELEASE)]["rules"])
     objects = render(helm, tmp_path, {"watchNamespace": "apps"})
     cluster_wide = _grants(objects[("ClusterRole", RELEASE)]["rules"])
@@ -222,13 +225,65 @@ def test_watching_one_namespace_confines_the_writes_to_it(helm: str, tmp_path: P
     assert objects[("RoleBinding", RELEASE)]["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": RELEASE}
     namespaces = {("", "namespaces", "list"), ("", "namespaces", "watch")}
-    assert cluster_wide == namespaces | {("", "pods", "list"), ("", "nodes", "list"),
-                                         ("metrics.k8s.io", "nodes", "list"),
-                            ("metrics.k8s.io", "pods", "list"),
-                            ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
-                            ("apiextensions.k8s.io", "customresourcedefinitions", "watch")}
+    assert cluster_wide == namespaces | {("", "pods", "list"), ("", "pods", "watch"), ("", "nodes", "list"),
+                                         ("", "nodes", "watch"), ("metrics.k8s.io", "nodes", "list"),
+                                         ("metrics.k8s.io", "pods", "list"),
+                                         ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+                                         ("apiextensions.k8s.io", "customresourcedefinitions", "watch")}
     in_namespace = _grants(role["rules"])
     peering = {verb: ("kopf.dev", "clusterkopfpeerings", verb) for verb in ("create", "list", "watch", "patch")}
     assert cluster_wide | in_namespace == (everything - set(peering.values())) | namespaces | {
         ("kopf.dev", "kopfpeerings", verb) for verb in peering}
     assert not {verb for _, _, verb in cluster_wide} & WRITES
+
+
+SCHEDULER_RBAC = ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+
+
+def test_one_namespace_leaves_the_scheduler_its_cluster_wide_rbac(helm: str, tmp_path: Path) -> None:
+    """kube-scheduler places pods of `schedulerName: thrifty` in every namespace and its filters
+    read the whole cluster, so watching one namespace changes none of its RBAC."""
+    name = f"{RELEASE}-scheduler"
+    everything = render(helm, tmp_path)
+    one_namespace = render(helm, tmp_path, {"watchNamespace": "apps"})
+    for kind in SCHEDULER_RBAC:
+        assert one_namespace[(kind, name)] == everything[(kind, name)]
+    assert {("", "nodes", "list"), ("", "pods", "watch"), ("", "pods/binding", "create")} <= _grants(
+        one_namespace[("ClusterRole", name)]["rules"])
+    assert one_namespace[("Role", name)]["metadata"]["namespace"] == NAMESPACE
+
+
+def test_scheduler_values_and_names_follow_the_release(helm: str, tmp_path: Path) -> None:
+    """The scheduler container's image and resources come from `scheduler`; its ConfigMap, RBAC
+    and Lease are named after the release, the Lease in the release's namespace, and the rest of
+    the configuration is manifests/scheduler-config.yaml's."""
+    resources = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "4Gi"}}
+    values = {"scheduler": {"image": {"repository": "registry.example.com/kube-scheduler", "tag": "v1.37.3",
+                                      "pullPolicy": "Always"}, "resources": resources}}
+    objects = render(helm, tmp_path, values, release="energy", namespace="platform")
+    c = container(objects, "kube-scheduler")
+    assert c["image"] == "registry.example.com/kube-scheduler:v1.37.3"
+    assert c["imagePullPolicy"] == "Always"
+    assert c["resources"] == resources
+    assert "--no-kube-scheduler" in container(objects)["args"]
+    name = "energy-thrifty-scheduler"
+    [volume] = [v for v in deployment(objects)["spec"]["template"]["spec"]["volumes"] if "configMap" in v]
+    assert volume["configMap"]["name"] == name
+    config = yaml.safe_load(objects[("ConfigMap", name)]["data"]["config.yaml"])
+    assert config["leaderElection"]["resourceName"] == name
+    assert config["leaderElection"]["resourceNamespace"] == "platform"
+    source = yaml.safe_load(yaml.safe_load((REPO / "manifests" / "scheduler-config.yaml").read_text())[
+        "data"]["config.yaml"])
+    source["leaderElection"].update(resourceName=name, resourceNamespace="platform")
+    assert config == source
+    role = objects[("Role", name)]
+    assert role["metadata"]["namespace"] == "platform"
+    assert [name] in [rule.get("resourceNames") for rule in role["rules"]]
+    for binding in ("ClusterRoleBinding", "RoleBinding"):
+        assert objects[(binding, name)]["subjects"] == [
+            {"kind": "ServiceAccount", "name": "energy-thrifty", "namespace": "platform"}]
+
+
+def test_default_scheduler_image_is_the_release_the_project_builds(helm: str, tmp_path: Path) -> None:
+    c = container(render(helm, tmp_path), "kube-scheduler")
+    assert c["image"] == f"registry.k8s.io/kube-scheduler:{KUBE_SCHEDULER_VERSION}"

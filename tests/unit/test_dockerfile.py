@@ -46,7 +46,8 @@ def _instructions() -> list[tuple[str, str]]:
 
 def _deployment_container() -> dict:
     deployment = yaml.safe_load((REPO / "manifests" / "deployment.yaml").read_text())
-    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    # The image is the operator's container; the kube-scheduler beside it runs upstream's image.
+    [container] = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "operator"]
     return container | {"podSecurityContext": deployment["spec"]["template"]["spec"]["securityContext"]}
 
 

@@ -1,21 +1,24 @@
 """What the operator's I/O and steps count: Kubernetes API calls in the adapter (against a local
-HTTP server standing in for the API server), reconcile errors and waiting pods in the reconciler
-(with a fake Kube)."""
+HTTP server standing in for the API server), reconcile errors of the sizing step and the
+extender's bind, and waiting pods from the informer's pod feed (with fake Kubes)."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
-from aiohttp import web
+from aiohttp import ClientSession, web
 from kubernetes_asyncio.client import ApiClient, Configuration
 
 from tests.support.operator import free_port
+from tests.unit.test_extender import FakeKube, Scores, bind_args, node, pod, serve, view_of
 from tests.unit.test_metrics import value
 from thrifty.adapter import Kube, KubeError
 from thrifty.handlers import OperatorConfig, Reconciler
+from thrifty.informer import Informer
 from thrifty.metrics import Metrics
 from thrifty.policy.heuristic import HeuristicPolicy
+from thrifty.view import ClusterView
 
 
 async def _api_server(port: int) -> web.AppRunner:
@@ -110,9 +113,7 @@ def _reconciler(kube: object, metrics: Metrics) -> Reconciler:
 def test_reconcile_errors_are_counted_by_kind_of_step() -> None:
     metrics = Metrics()
     reconciler = _reconciler(_FailingKube(KubeError("list nodes", 503, "unavailable")), metrics)
-    asyncio.run(reconciler.place_pending())  # an API error: logged, counted, retried later
-    asyncio.run(reconciler.reconcile("ns", "web"))
-    assert value(metrics, "thrifty_reconcile_errors_total", kind="placement") == 1.0
+    asyncio.run(reconciler.reconcile("ns", "web"))  # an API error: logged, counted, retried later
     assert value(metrics, "thrifty_reconcile_errors_total", kind="sizing") == 1.0
     reconciler.kube = _FailingKube(RuntimeError("a bug"))
     with pytest.raises(RuntimeError):  # a bug: counted, and let out for kopf to log and retry
@@ -121,59 +122,54 @@ def test_reconcile_errors_are_counted_by_kind_of_step() -> None:
     assert value(metrics, "thrifty_step_duration_seconds_count", step="sizing") == 2.0
 
 
-def _pod(name: str, *, node: str | None = None, scheduler: str = "thrifty") -> dict:
-    return {"metadata": {"name": name, "namespace": "ns", "uid": name, "creationTimestamp": "2026-01-01T00:00:00Z"},
+class _BindFails(FakeKube):
+    def __init__(self, status: int) -> None:
+        super().__init__()
+        self.status_code = status
+
+    async def bind_pod(self, namespace: str, name: str, uid: str, node: str) -> None:
+        raise KubeError(f"bind pod {namespace}/{name} to {node}", self.status_code, "no")
+
+
+@pytest.mark.parametrize(("status", "errors"), [(503, 1.0), (409, 0.0), (404, 0.0)])
+def test_a_failed_bind_is_a_placement_error_unless_the_pod_moved_on(status: int, errors: float) -> None:
+    """503: the API failed Thrifty's bind. 409 / 404: another scheduler bound the pod, or it was
+    deleted: nothing went wrong."""
+    async def scenario() -> float:
+        extender, runner, url = await serve(view_of([node("n1")], []), Scores(), _BindFails(status))
+        try:
+            async with ClientSession() as http:
+                result = await (await http.post(f"{url}/bind", json=bind_args(pod("a"), "n1"))).json()
+            assert str(status) in result["Error"]
+            return value(extender.metrics, "thrifty_reconcile_errors_total", kind="placement")
+        finally:
+            await runner.cleanup()
+    assert asyncio.run(scenario()) == errors
+
+
+def _pod(name: str, *, node: str | None = None, scheduler: str = "thrifty", namespace: str = "ns") -> dict:
+    return {"metadata": {"name": name, "namespace": namespace, "uid": name,
+                         "creationTimestamp": "2026-01-01T00:00:00Z"},
             "spec": {"schedulerName": scheduler, "containers": [], **({"nodeName": node} if node else {})},
             "status": {"phase": "Pending"}}
 
 
-def test_pod_events_and_sweeps_keep_the_waiting_pods() -> None:
+def test_pod_events_and_lists_keep_the_waiting_pods() -> None:
+    """The informer's pod events and LISTs keep thrifty_pods_pending, for the watched namespace."""
     metrics = Metrics(clock=lambda: 1767225600.0 + 90.0)  # 90 s after the pods' creation
-    reconciler = _reconciler(_EmptyKube(RuntimeError("unused")), metrics)
-    assert reconciler.pod_event_needs_sweep(None, _pod("a"))
-    assert reconciler.pod_event_needs_sweep("ADDED", _pod("b"))
-    assert not reconciler.pod_event_needs_sweep("ADDED", _pod("c", scheduler="default-scheduler"))
+    informer = Informer(_EmptyKube(RuntimeError("unused")), ClusterView(clock=lambda: 0.0), namespace="ns",
+                        pending=metrics.pending_pods)
+    informer._apply_pod("ADDED", _pod("a"))
+    informer._apply_pod("ADDED", _pod("b"))
+    informer._apply_pod("ADDED", _pod("c", scheduler="default-scheduler"))
+    informer._apply_pod("ADDED", _pod("d", namespace="elsewhere"))
     assert value(metrics, "thrifty_pods_pending") == 2.0
     assert value(metrics, "thrifty_pods_pending_oldest_seconds") == 90.0
-    reconciler.pod_event_needs_sweep("MODIFIED", _pod("a", node="node-0"))  # bound
+    informer._apply_pod("MODIFIED", _pod("a", node="node-0"))  # bound
     assert value(metrics, "thrifty_pods_pending") == 1.0
-    reconciler.pod_event_needs_sweep("DELETED", _pod("b"))
+    informer._apply_pod("DELETED", _pod("b"))
     assert value(metrics, "thrifty_pods_pending") == 0.0
-    reconciler.pod_event_needs_sweep("ADDED", _pod("d"))
-    asyncio.run(reconciler.place_pending())  # the API lists no pod: d is gone, whatever events said
+    informer._apply_pod("ADDED", _pod("e"))
+    informer._replace_pods([])  # a LIST (after a broken watch) has no pod: e is gone, whatever events said
     assert value(metrics, "thrifty_pods_pending") == 0.0
     assert value(metrics, "thrifty_pods_pending_oldest_seconds") == 0.0
-
-
-class _OneNodeKube(_EmptyKube):
-    """One node, the pods given, and bindings that another scheduler always wins (409)."""
-
-    def __init__(self, pods: list[dict]) -> None:
-        super().__init__(RuntimeError("unused"))
-        self.pods, self.binds = pods, 0
-
-    async def list_nodes(self) -> list[dict]:
-        return [{"metadata": {"name": "node-0", "labels": {}}, "spec": {},
-                 "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
-                            "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
-                            "conditions": [{"type": "Ready", "status": "True"}]}}]
-
-    async def list_pods(self) -> list[dict]:
-        return self.pods
-
-    async def bind_pod(self, namespace: str, name: str, uid: str, node: str) -> None:
-        self.binds += 1
-        raise KubeError(f"bind pod {namespace}/{name}", 409, "already bound")
-
-    async def post_event(self, *args: object, **kwargs: object) -> None:
-        pass
-
-
-def test_a_pod_bound_by_another_scheduler_waits_no_more() -> None:
-    metrics = Metrics(clock=lambda: 1767225600.0 + 90.0)
-    kube = _OneNodeKube([_pod("a")])
-    reconciler = _reconciler(kube, metrics)
-    reconciler.pod_event_needs_sweep(None, _pod("a"))
-    asyncio.run(reconciler.place_pending())
-    assert kube.binds == 1  # the sweep tried, and found it taken
-    assert value(metrics, "thrifty_pods_pending") == 0.0

@@ -35,6 +35,19 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 app.kubernetes.io/component: operator
 {{- end -}}
 
+{{- define "thrifty.schedulerLabels" -}}
+{{ include "thrifty.baseLabels" . }}
+app.kubernetes.io/component: scheduler
+{{- end -}}
+
+{{/*
+The kube-scheduler container's objects: its ConfigMap, its RBAC and the Lease it elects a leader
+with (manifests/ names all four thrifty-scheduler).
+*/}}
+{{- define "thrifty.schedulerFullname" -}}
+{{- printf "%s-scheduler" (include "thrifty.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
 {{- define "thrifty.image" -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}

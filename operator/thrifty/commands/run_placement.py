@@ -102,7 +102,7 @@ async def placement(setup: PlacementSetup, kube: Kube, reconciler: Reconciler, n
     from thrifty.view import ClusterView
 
     view = ClusterView(clock=time.monotonic)
-    informer = Informer(kube, view, namespace=namespace)
+    informer = Informer(kube, view, namespace=namespace, pending=reconciler.metrics.pending_pods)
     extender = Extender(config=setup.extender, kube=kube, view=view, history=reconciler.history,
                         policy=reconciler.policy, fallback=reconciler.fallback, metrics=reconciler.metrics,
                         status_lock=reconciler.lock, synced=informer.synced)

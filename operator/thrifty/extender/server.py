@@ -277,7 +277,10 @@ class Extender:
         try:
             await self.kube.bind_pod(args.namespace, args.name, args.uid, args.node)
         except KubeError as error:
-            # kube-scheduler forgets its assumption and retries the pod (or sees it bound).
+            # kube-scheduler forgets its assumption and retries the pod (or sees it bound). A pod
+            # deleted or bound by another meanwhile (404, 409) is no error of Thrifty's.
+            if error.status not in (404, 409):
+                self.metrics.count_reconcile_error("placement")
             self.own_metrics.request_duration.labels("bind").observe(time.perf_counter() - started)
             return web.json_response({"Error": str(error)})
         pending = self._pending.pop(args.key, None)
