@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from thrifty.bench.policies import parse_policy
-from thrifty.bench.runner import run_policy
+from thrifty.bench.runner import run_policy, strict_bound_of
 from thrifty.bench.scenarios import ScenarioSpec
 from thrifty.sim import Scenario
 
@@ -86,6 +86,7 @@ def calibrate(scenarios: Sequence[tuple[ScenarioSpec, Scenario]], steps: int,
     """Run every grid in order (see the module docstring); returns all trials, chosen marked."""
     chosen: dict[str, float] = {}
     trials: list[Trial] = []
+    strict = {spec: strict_bound_of(scenario) for spec, scenario in scenarios}
     for grid in grids:
         mine = []
         for setting in grid.settings():
@@ -94,7 +95,7 @@ def calibrate(scenarios: Sequence[tuple[ScenarioSpec, Scenario]], steps: int,
             for spec, scenario in scenarios:
                 if on_run is not None:
                     on_run(grid.name, setting, spec)
-                result = run_policy(scenario, spec, policy, steps)
+                result = run_policy(scenario, spec, policy, steps, strict_bound=strict[spec])
                 energy.append(result.metrics["energy_kwh"])
                 violations.append(result.metrics["slo_violation_rate"])
             mine.append(Trial(grid.name, setting, float(np.mean(energy)), float(np.mean(violations))))

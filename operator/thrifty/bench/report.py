@@ -1,7 +1,8 @@
 """Benchmark output: ``results.csv``, ``results.md`` and plots.
 
-``results.csv`` has one row per policy and scenario, plus one ``lower-bound`` row per scenario
-(energy and node count only). ``results.md`` has the per-policy means over scenarios (the table
+``results.csv`` has one row per policy and scenario, plus one ``lower-bound`` (loose) and one
+``strict-bound`` (whole nodes) row per scenario (energy and node count only); every policy row
+has its energy over each (``energy_over_bound``, ``strict_bound_ratio``). ``results.md`` has the per-policy means over scenarios (the table
 ``docs/evaluation.md`` quotes) and energy and SLO violations per scenario. Plots (matplotlib,
 Agg backend): energy against SLO violation rate per policy, and cluster power over time on the
 first scenario with the lower bound.
@@ -20,12 +21,16 @@ from thrifty.bench.metrics import COLUMNS, JOULES_PER_KWH
 from thrifty.bench.runner import RunResult
 
 LOWER_BOUND = "lower-bound"
+STRICT_BOUND = "strict-bound"
+BOUNDS = (LOWER_BOUND, STRICT_BOUND)
 KEY_COLUMNS = ("policy", "scenario", "nodes", "seed", "steps")
-CSV_COLUMNS = KEY_COLUMNS + COLUMNS + ("energy_over_bound",)
+RATIO_COLUMNS = ("energy_over_bound", "strict_bound_ratio")
+CSV_COLUMNS = KEY_COLUMNS + COLUMNS + RATIO_COLUMNS
 
 SUMMARY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("energy_kwh", "energy kWh", "{:.2f}"),
     ("energy_over_bound", "x bound", "{:.2f}"),
+    ("strict_bound_ratio", "x strict", "{:.2f}"),
     ("slo_violation_rate", "SLO viol. %", "{:.2%}"),
     ("latency_slo_ratio_p95", "p95/SLO p95", "{:.2f}"),
     ("powered_on_nodes", "nodes on", "{:.1f}"),
@@ -42,22 +47,28 @@ SUMMARY_COLUMNS: tuple[tuple[str, str, str], ...] = (
 """Column key, header and format of the summary table."""
 
 
-def _bound_kwh(result: RunResult) -> float:
-    return float(result.lower_bound_watts.sum()) * result.step_seconds / JOULES_PER_KWH
+def _kwh(watts: np.ndarray, step_seconds: float) -> float:
+    return float(watts.sum()) * step_seconds / JOULES_PER_KWH
 
 
 def csv_rows(results: Sequence[RunResult]) -> list[dict[str, object]]:
-    """One row per run, then one ``lower-bound`` row per scenario."""
+    """One row per run, then the ``lower-bound`` and ``strict-bound`` rows of each scenario."""
     rows: list[dict[str, object]] = []
-    bounds: dict[str, dict[str, object]] = {}
+    bounds: dict[tuple[str, str], dict[str, object]] = {}
     for r in results:
         key = {"scenario": r.scenario.name, "nodes": r.scenario.n_nodes, "seed": r.scenario.seed, "steps": r.steps}
-        bound = _bound_kwh(r)
-        rows.append({"policy": r.policy, **key, **r.metrics, "energy_over_bound": r.metrics["energy_kwh"] / bound})
-        bounds.setdefault(r.scenario.name, {
-            "policy": LOWER_BOUND, **key, "energy_kwh": bound, "energy_over_bound": 1.0,
-            "powered_on_nodes": float(np.mean(r.lower_bound_nodes))})
-    return rows + list(bounds.values())
+        loose = _kwh(r.lower_bound_watts, r.step_seconds)
+        strict = _kwh(r.strict_bound_watts, r.step_seconds)
+        energy = r.metrics["energy_kwh"]
+        rows.append({"policy": r.policy, **key, **r.metrics, "energy_over_bound": energy / loose,
+                     "strict_bound_ratio": energy / strict})
+        bounds.setdefault((r.scenario.name, LOWER_BOUND), {
+            "policy": LOWER_BOUND, **key, "energy_kwh": loose, "energy_over_bound": 1.0,
+            "strict_bound_ratio": loose / strict, "powered_on_nodes": float(np.mean(r.lower_bound_nodes))})
+        bounds.setdefault((r.scenario.name, STRICT_BOUND), {
+            "policy": STRICT_BOUND, **key, "energy_kwh": strict, "energy_over_bound": strict / loose,
+            "strict_bound_ratio": 1.0, "powered_on_nodes": float(np.mean(r.strict_bound_nodes))})
+    return rows + sorted(bounds.values(), key=lambda b: BOUNDS.index(str(b["policy"])))
 
 
 def summary_rows(rows: Sequence[dict[str, object]]) -> list[dict[str, object]]:
@@ -67,7 +78,7 @@ def summary_rows(rows: Sequence[dict[str, object]]) -> list[dict[str, object]]:
     for policy in policies:
         mine = [r for r in rows if r["policy"] == policy]
         means: dict[str, object] = {"policy": policy, "scenarios": len(mine)}
-        for column in COLUMNS + ("energy_over_bound",):
+        for column in COLUMNS + RATIO_COLUMNS:
             values = [float(r[column]) for r in mine if r.get(column) is not None]
             means[column] = float(np.mean(values)) if values else None
         summary.append(means)
@@ -128,7 +139,8 @@ def write_markdown(summary_table: str, per_scenario: str, path: Path, *, command
         *[f"Note: {note}" for note in notes], *([""] if notes else []),
         "## Mean over scenarios", "", summary_table, "",
         "## Energy (kWh) / SLO violation rate per scenario", "", per_scenario, "",
-        "Columns are defined in `thrifty.bench.metrics`; the lower bound in `thrifty.bench.lower_bound`.", "",
+        "Columns are defined in `thrifty.bench.metrics`; both bounds (`lower-bound`, fractional; "
+        "`strict-bound`, whole nodes with the all-on start) in `thrifty.bench.lower_bound`.", "",
     ]
     path.write_text("\n".join(text))
 
@@ -141,15 +153,16 @@ def write_plots(results: Sequence[RunResult], summary: Sequence[dict[str, object
     import matplotlib.pyplot as plt
 
     paths = []
-    policies = [s for s in summary if s["policy"] != LOWER_BOUND]
+    policies = [s for s in summary if s["policy"] not in BOUNDS]
     figure, axes = plt.subplots(figsize=(8, 5.5))
     markers = "osD^v<>PX*"
     for i, row in enumerate(policies):
         axes.scatter(100 * float(row["slo_violation_rate"]), float(row["energy_kwh"]), s=50,
                      marker=markers[i % len(markers)], label=str(row["policy"]))
-    bound = next((s for s in summary if s["policy"] == LOWER_BOUND), None)
-    if bound is not None:
-        axes.axhline(float(bound["energy_kwh"]), linestyle="--", color="grey", label="energy lower bound")
+    for name, style in ((LOWER_BOUND, ":"), (STRICT_BOUND, "--")):
+        bound = next((s for s in summary if s["policy"] == name), None)
+        if bound is not None:
+            axes.axhline(float(bound["energy_kwh"]), linestyle=style, color="grey", label=name)
     axes.legend(fontsize=7, loc="best")
     axes.set_xlabel("SLO violations (% of workload-steps)")
     axes.set_ylabel("energy (kWh, mean over scenarios)")
@@ -166,8 +179,10 @@ def write_plots(results: Sequence[RunResult], summary: Sequence[dict[str, object
     step_hours = results[0].step_seconds / 3600.0
     for r in shown:
         axes.plot(np.arange(r.steps) * step_hours, r.watts / 1000.0, label=r.policy, linewidth=1)
-    axes.plot(np.arange(shown[0].steps) * step_hours, shown[0].lower_bound_watts / 1000.0, "k--",
+    axes.plot(np.arange(shown[0].steps) * step_hours, shown[0].lower_bound_watts / 1000.0, "k:",
               label=LOWER_BOUND, linewidth=1)
+    axes.plot(np.arange(shown[0].steps) * step_hours, shown[0].strict_bound_watts / 1000.0, "k--",
+              label=STRICT_BOUND, linewidth=1)
     axes.set_xlabel("hours")
     axes.set_ylabel("cluster power (kW)")
     axes.set_title(f"Power over time, scenario {first}")

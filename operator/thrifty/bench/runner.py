@@ -22,11 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from thrifty.baselines.cluster_autoscaler import ClusterAutoscaler
-from thrifty.bench.lower_bound import EnergyLowerBound
+from thrifty.bench.lower_bound import EnergyLowerBound, StrictEnergyBound
 from thrifty.bench.metrics import RunMetrics
 from thrifty.bench.policies import PolicySpec
 from thrifty.bench.scenarios import ScenarioSpec
+from thrifty.config import SimulatorConfig
 from thrifty.core import WorkloadDecision
+from thrifty.energy import PowerModel
 from thrifty.harness import Harness, HarnessStep
 from thrifty.sim import Scenario, Simulator
 from thrifty.snapshot import ClusterSnapshot
@@ -104,12 +106,26 @@ class RunResult:
     """(steps,) the energy lower bound's power (the same for every policy on a scenario)."""
     lower_bound_nodes: np.ndarray
     """(steps,) fewest nodes that could hold the unavoidable usage."""
+    strict_bound_watts: np.ndarray
+    """(steps,) the strict (whole-node) bound's power, with the all-on start."""
+    strict_bound_nodes: np.ndarray
+    """(steps,) powered nodes of the strict bound's cover."""
     wall_seconds: float
 
 
+def strict_bound_of(scenario: Scenario) -> StrictEnergyBound:
+    """The strict bound of ``scenario`` under the simulator :func:`run_policy` builds (default
+    configuration and power model), to share among the runs of several policies."""
+    return StrictEnergyBound(scenario, PowerModel(), SimulatorConfig().standby_after_idle_seconds)
+
+
 def run_policy(scenario: Scenario, spec: ScenarioSpec, policy: PolicySpec, steps: int,
-               on_step: Callable[[int], None] | None = None) -> RunResult:
-    """Run ``policy`` for ``steps`` steps on ``scenario``; ``on_step(done)`` reports progress."""
+               on_step: Callable[[int], None] | None = None,
+               strict_bound: StrictEnergyBound | None = None) -> RunResult:
+    """Run ``policy`` for ``steps`` steps on ``scenario``; ``on_step(done)`` reports progress.
+
+    ``strict_bound``: the scenario's strict bound, shared by the runs of every policy on it so
+    that each step's program is solved once (a fresh one without it)."""
     started = time.perf_counter()
     simulator = Simulator(scenario, seed=spec.seed)
     built = policy.build(spec.seed)
@@ -119,16 +135,20 @@ def run_policy(scenario: Scenario, spec: ScenarioSpec, policy: PolicySpec, steps
     else:
         harness = Harness(simulator, placement_policy=built.placement, sizing_policy=built.sizing)
     bound = EnergyLowerBound(scenario, simulator.power_model)
+    strict = strict_bound or strict_bound_of(scenario)
     metrics = RunMetrics(dependency_source=np.asarray(scenario.dependencies.source, dtype=np.int64),
                          calls_per_request=np.asarray(scenario.dependencies.calls_per_request, dtype=float))
     slo = np.array([w.slo_latency_p95_seconds for w in scenario.workloads])
     bound_watts, bound_nodes = np.zeros(steps), np.zeros(steps)
+    strict_watts, strict_nodes = np.zeros(steps), np.zeros(steps)
     for k in range(steps):
         step = harness.step()
         metrics.add(step, slo, simulator.snapshot())
         at = bound.at(step.result.step_index, step.result.workload_request_rate_per_second)
         bound_watts[k], bound_nodes[k] = at.watts, at.nodes
+        tight = strict.at(step.result.step_index, step.result.workload_request_rate_per_second)
+        strict_watts[k], strict_nodes[k] = tight.watts, tight.nodes
         if on_step is not None:
             on_step(k + 1)
     return RunResult(policy.name, spec, steps, scenario.step_seconds, metrics.summary(), np.asarray(metrics.watts), bound_watts,
-                     bound_nodes, time.perf_counter() - started)
+                     bound_nodes, strict_watts, strict_nodes, time.perf_counter() - started)

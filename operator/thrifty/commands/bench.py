@@ -190,17 +190,18 @@ def _cluster(args: argparse.Namespace) -> int:
 
 def _benchmark(scenarios, policies, steps: int, out: Path, *, notes: list[str], command: str, plots: bool) -> int:
     from thrifty.bench import report
-    from thrifty.bench.runner import run_policy
+    from thrifty.bench.runner import run_policy, strict_bound_of
     from thrifty.policy.base import PolicyError
 
     started = time.perf_counter()
     progress = _Progress(len(scenarios) * len(policies))
     results = []
     for spec, scenario in scenarios:
+        strict = strict_bound_of(scenario)
         for policy in policies:
             progress.start(f"{spec.name} {policy.name}", steps)
             try:
-                results.append(run_policy(scenario, spec, policy, steps, on_step=progress.step))
+                results.append(run_policy(scenario, spec, policy, steps, on_step=progress.step, strict_bound=strict))
             except PolicyError as error:
                 progress.finish()
                 print(f"thrifty bench: --policies {policy.name}: {error}", file=sys.stderr)
