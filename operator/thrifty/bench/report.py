@@ -23,7 +23,7 @@ from thrifty.bench.runner import RunResult
 LOWER_BOUND = "lower-bound"
 STRICT_BOUND = "strict-bound"
 BOUNDS = (LOWER_BOUND, STRICT_BOUND)
-KEY_COLUMNS = ("policy", "scenario", "nodes", "seed", "steps")
+KEY_COLUMNS = ("policy", "scenario", "nodes", "seed", "steps", "requested_cpu_fraction_peak")
 RATIO_COLUMNS = ("energy_over_bound", "strict_bound_ratio")
 CSV_COLUMNS = KEY_COLUMNS + COLUMNS + RATIO_COLUMNS
 
@@ -56,7 +56,8 @@ def csv_rows(results: Sequence[RunResult]) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     bounds: dict[tuple[str, str], dict[str, object]] = {}
     for r in results:
-        key = {"scenario": r.scenario.name, "nodes": r.scenario.n_nodes, "seed": r.scenario.seed, "steps": r.steps}
+        key = {"scenario": r.scenario.name, "nodes": r.scenario.n_nodes, "seed": r.scenario.seed, "steps": r.steps,
+               "requested_cpu_fraction_peak": r.requested_cpu_fraction_peak}
         loose = _kwh(r.lower_bound_watts, r.step_seconds)
         strict = _kwh(r.strict_bound_watts, r.step_seconds)
         energy = r.metrics["energy_kwh"]

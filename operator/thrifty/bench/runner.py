@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from thrifty.baselines.cluster_autoscaler import ClusterAutoscaler
+from thrifty.bench.loaded import requested_cpu_fraction
 from thrifty.bench.lower_bound import EnergyLowerBound, StrictEnergyBound
 from thrifty.bench.metrics import RunMetrics
 from thrifty.bench.policies import PolicySpec
@@ -98,6 +99,7 @@ class RunResult:
     policy: str
     scenario: ScenarioSpec
     steps: int
+    """Steps measured (after the warm-up)."""
     step_seconds: float
     metrics: dict[str, float]
     watts: np.ndarray
@@ -110,6 +112,9 @@ class RunResult:
     """(steps,) the strict (whole-node) bound's power, with the all-on start."""
     strict_bound_nodes: np.ndarray
     """(steps,) powered nodes of the strict bound's cover."""
+    requested_cpu_fraction_peak: float
+    """Largest requested CPU / capacity over the measured steps, before any policy acts
+    (:func:`thrifty.bench.loaded.requested_cpu_fraction`)."""
     wall_seconds: float
 
 
@@ -123,6 +128,8 @@ def run_policy(scenario: Scenario, spec: ScenarioSpec, policy: PolicySpec, steps
                on_step: Callable[[int], None] | None = None,
                strict_bound: StrictEnergyBound | None = None) -> RunResult:
     """Run ``policy`` for ``steps`` steps on ``scenario``; ``on_step(done)`` reports progress.
+
+    The first ``spec.warmup_steps`` steps run but count in no metric and no bound.
 
     ``strict_bound``: the scenario's strict bound, shared by the runs of every policy on it so
     that each step's program is solved once (a fresh one without it)."""
@@ -139,16 +146,24 @@ def run_policy(scenario: Scenario, spec: ScenarioSpec, policy: PolicySpec, steps
     metrics = RunMetrics(dependency_source=np.asarray(scenario.dependencies.source, dtype=np.int64),
                          calls_per_request=np.asarray(scenario.dependencies.calls_per_request, dtype=float))
     slo = np.array([w.slo_latency_p95_seconds for w in scenario.workloads])
-    bound_watts, bound_nodes = np.zeros(steps), np.zeros(steps)
-    strict_watts, strict_nodes = np.zeros(steps), np.zeros(steps)
+    measured = steps - spec.warmup_steps
+    if measured <= 0:
+        raise ValueError(f"run_policy: {steps} steps leave none after {spec.warmup_steps} warm-up steps")
+    bound_watts, bound_nodes = np.zeros(measured), np.zeros(measured)
+    strict_watts, strict_nodes = np.zeros(measured), np.zeros(measured)
     for k in range(steps):
         step = harness.step()
-        metrics.add(step, slo, simulator.snapshot())
-        at = bound.at(step.result.step_index, step.result.workload_request_rate_per_second)
-        bound_watts[k], bound_nodes[k] = at.watts, at.nodes
-        tight = strict.at(step.result.step_index, step.result.workload_request_rate_per_second)
-        strict_watts[k], strict_nodes[k] = tight.watts, tight.nodes
+        m = k - spec.warmup_steps
+        if m >= 0:
+            metrics.add(step, slo, simulator.snapshot())
+            rates = step.result.workload_request_rate_per_second
+            at = bound.at(step.result.step_index, rates)
+            bound_watts[m], bound_nodes[m] = at.watts, at.nodes
+            tight = strict.at(step.result.step_index, rates)
+            strict_watts[m], strict_nodes[m] = tight.watts, tight.nodes
         if on_step is not None:
             on_step(k + 1)
-    return RunResult(policy.name, spec, steps, scenario.step_seconds, metrics.summary(), np.asarray(metrics.watts), bound_watts,
-                     bound_nodes, strict_watts, strict_nodes, time.perf_counter() - started)
+    return RunResult(policy.name, spec, measured, scenario.step_seconds, metrics.summary(), np.asarray(metrics.watts), bound_watts,
+                     bound_nodes, strict_watts, strict_nodes,
+                     float(requested_cpu_fraction(scenario, steps)[spec.warmup_steps:].max()),
+                     time.perf_counter() - started)

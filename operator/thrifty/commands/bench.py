@@ -23,12 +23,17 @@ from pathlib import Path
 
 from thrifty.commands.flags import non_negative_int, positive_float, positive_int
 
-QUICK = {"nodes": [16], "seeds": [0, 1, 2], "steps": 360}
-"""``--quick``: one cluster size, three seeds, six simulated hours."""
-FULL = {"nodes": [16, 32], "seeds": [0, 1, 2], "steps": 1440}
-"""Without ``--quick``: two cluster sizes, three seeds, one simulated day."""
-CALIBRATION = {"nodes": [16], "seeds": [100, 101, 102, 103], "steps": 360}
+QUICK = {"nodes": [128], "seeds": [0, 1, 2, 3, 4], "steps": 360}
+"""``--quick``: 128 nodes, five seeds, six simulated hours (the first not measured)."""
+FULL = {"nodes": [512], "seeds": [0, 1, 2, 3, 4], "steps": 1440}
+"""Without ``--quick``: 512 nodes, five seeds, one simulated day (the first hour not measured)."""
+CALIBRATION = {"nodes": [128], "seeds": [100, 101, 102, 103], "steps": 360}
 """``--calibrate``: four seeds distinct from the benchmark's, six simulated hours."""
+LIGHT_NODES = {"quick": [16], "full": [16, 32]}
+"""Default cluster sizes of ``--regime light`` (the regime of the earlier benchmark)."""
+WARMUP_STEPS = {"loaded": 60, "light": 0}
+"""Steps left out of the metrics per regime: the loaded regime's first hour, in which the
+cluster settles from every node on and the deployment's initial sizes."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,8 +55,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--policies", nargs="+", metavar="POLICY",
                         help="policies to run: PLACEMENT+SIZING, thrifty-heuristic, k8s-stack or rl:DIR "
                              "(default: Thrifty's heuristic and every baseline)")
+    parser.add_argument("--regime", choices=("loaded", "light"), default="loaded",
+                        help="loaded: requested CPU at 50-85%% of capacity at peak, 30-40%% in the trough, bursts, "
+                             "the openb pod stream as background; light: the training scale, a few workloads on "
+                             "an almost empty cluster (default %(default)s)")
     parser.add_argument("--background-pods", type=non_negative_int("--background-pods"), default=0, metavar="N",
-                        help="pods from the openb pod stream placed next to the workloads (default %(default)s)")
+                        help="--regime light: pods from the openb pod stream placed next to the workloads "
+                             "(default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="the short run of `make bench`")
     parser.add_argument("--calibrate", action="store_true",
                         help="run the baselines' calibration grids instead (give the training slices)")
@@ -103,7 +113,10 @@ class _Progress:
 
 def _settings(args: argparse.Namespace) -> tuple[list[int], list[int], int]:
     defaults = CALIBRATION if args.calibrate else QUICK if args.quick else FULL
-    return (args.nodes or defaults["nodes"], args.seeds if args.seeds is not None else defaults["seeds"],
+    nodes = defaults["nodes"]
+    if args.regime == "light":
+        nodes = LIGHT_NODES["quick" if args.quick or args.calibrate else "full"]
+    return (args.nodes or nodes, args.seeds if args.seeds is not None else defaults["seeds"],
             args.steps or defaults["steps"])
 
 
@@ -117,6 +130,7 @@ def _command_line(args: argparse.Namespace) -> str:
         words += ["--steps", str(args.steps)]
     if args.policies:
         words += ["--policies", *args.policies]
+    words += ["--regime", args.regime]
     if args.background_pods:
         words += ["--background-pods", str(args.background_pods)]
     words += [flag for flag, on in (("--quick", args.quick), ("--calibrate", args.calibrate),
@@ -136,7 +150,9 @@ def run(args: argparse.Namespace) -> int:
     nodes, seeds, steps = _settings(args)
     try:
         policies = [parse_policy(name) for name in (args.policies or DEFAULT_POLICIES)]
-        parts = SCENARIO_PARTS + ((POD_STREAM,) if args.background_pods > 0 else ())
+        if args.regime == "loaded" and args.background_pods:
+            raise ValueError("--background-pods: only with --regime light (the loaded regime sets its own)")
+        parts = SCENARIO_PARTS + ((POD_STREAM,) if args.background_pods > 0 or args.regime == "loaded" else ())
         traces, notes = load_traces(args.trace, split="train" if args.calibrate else "heldout", parts=parts)
     except ValueError as error:
         print(f"thrifty bench: {error}", file=sys.stderr)
@@ -145,7 +161,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"thrifty bench: {note}", file=sys.stderr)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    specs = [ScenarioSpec(n, s, args.background_pods) for n in nodes for s in seeds]
+    warmup = min(WARMUP_STEPS[args.regime], steps - 1)
+    specs = [ScenarioSpec(n, s, args.background_pods, regime=args.regime, warmup_steps=warmup)
+             for n in nodes for s in seeds]
     try:
         scenarios = [(spec, spec.build(traces, steps)) for spec in specs]
     except ValueError as error:
