@@ -48,12 +48,14 @@ BENCH_OUT ?= build/bench
 BENCH_POLICIES ?= thrifty-heuristic rl:policies/default k8s-stack kube-default+static kube-default+hpa \
 	kube-default+vpa most-allocated+stack trimaran+stack network-aware+stack random+stack
 
+# BLAS single-threaded: the policies multiply small matrices, where threads only contend (6x
+# slower on a loaded 2-core machine).
 bench: venv
-	$(VENV)/bin/thrifty bench $(foreach f,$(HELDOUT_TRACES),--trace $(f)) --out $(BENCH_OUT)/quick --quick \
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(VENV)/bin/thrifty bench $(foreach f,$(HELDOUT_TRACES),--trace $(f)) --out $(BENCH_OUT)/quick --quick \
 		--policies $(BENCH_POLICIES)
 
 bench-long: venv
-	$(VENV)/bin/thrifty bench $(foreach f,$(HELDOUT_TRACES),--trace $(f)) --out $(BENCH_OUT)/long
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(VENV)/bin/thrifty bench $(foreach f,$(HELDOUT_TRACES),--trace $(f)) --out $(BENCH_OUT)/long
 
 test: venv binaries
 	$(PY) -m pytest tests

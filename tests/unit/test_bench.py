@@ -14,6 +14,7 @@ from tests.unit.snapshots import GI, MI, make_snapshot
 from thrifty import cli
 from thrifty.bench.calibration import Trial, choose
 from thrifty.bench.cluster import pod_manifests, summarise
+from thrifty.bench import report
 from thrifty.bench.lower_bound import (
     EnergyLowerBound,
     NodeTypes,
@@ -318,3 +319,44 @@ def test_cluster_pod_manifests_follow_the_stream_order() -> None:
     assert [p["metadata"]["name"] for p in thrifty] == ["openb-00000", "openb-00001", "openb-00002"]
     halved = pod_manifests(stream, 1, "thrifty", "r1", request_scale=0.5)[0]["spec"]["containers"][0]["resources"]
     assert halved["requests"]["cpu"] == format_cpu(stream.cpu_request_millicores[first] / 2)
+
+
+# ---------------------------------------------------------------- statistics
+
+def test_bootstrap_interval_brackets_the_mean_and_shrinks_with_agreement() -> None:
+    assert report.bootstrap_interval([2.0] * 5) == (2.0, 2.0)
+    low, high = report.bootstrap_interval([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert 1.0 < low < 3.0 < high < 5.0
+    assert report.bootstrap_interval([1.0, 2.0, 3.0, 4.0, 5.0]) == (low, high), "seeded"
+
+
+def _row(policy: str, scenario: str, energy: float, slo: float) -> dict[str, object]:
+    return {"policy": policy, "scenario": scenario, "energy_kwh": energy, "slo_violation_rate": slo,
+            "strict_bound_ratio": energy / 10.0}
+
+
+@pytest.mark.parametrize(("violation_rate", "expected"), [
+    pytest.param(0.02, "most-allocated+stack", id="the cheapest peer with no more violations"),
+    pytest.param(0.005, "k8s-stack", id="only the careful peer qualifies"),
+    pytest.param(0.0, "k8s-stack", id="none qualifies: the peer with the fewest"),
+])
+def test_best_baseline(violation_rate, expected) -> None:
+    summary = [{"policy": "k8s-stack", "energy_kwh": 30.0, "slo_violation_rate": 0.005},
+               {"policy": "most-allocated+stack", "energy_kwh": 20.0, "slo_violation_rate": 0.02},
+               {"policy": "thrifty-heuristic", "energy_kwh": 10.0, "slo_violation_rate": 0.0},
+               {"policy": "strict-bound", "energy_kwh": 5.0, "slo_violation_rate": None}]
+    assert report.best_baseline(summary, violation_rate) == expected
+
+
+def test_paired_differences_are_per_scenario_against_the_best_baseline() -> None:
+    rows = [_row("thrifty-heuristic", "a", 10.0, 0.01), _row("thrifty-heuristic", "b", 12.0, 0.01),
+            _row("k8s-stack", "a", 15.0, 0.0), _row("k8s-stack", "b", 13.0, 0.0),
+            _row("random+stack", "a", 30.0, 0.05), _row("random+stack", "b", 30.0, 0.05)]
+    stats = {s["policy"]: s for s in report.statistics_rows(rows)}
+    mine = stats["thrifty-heuristic"]
+    assert mine["best_baseline"] == "k8s-stack"
+    assert mine["energy_diff_kwh"] == pytest.approx(((10 - 15) + (12 - 13)) / 2)
+    low, high = mine["energy_diff_kwh_ci"]
+    assert low == pytest.approx(-5.0) and high == pytest.approx(-1.0)
+    assert mine["slo_diff"] == pytest.approx(0.01)
+    assert stats["random+stack"]["best_baseline"] == "k8s-stack"

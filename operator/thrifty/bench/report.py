@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from thrifty.bench.metrics import COLUMNS, JOULES_PER_KWH
+from thrifty.bench.policies import THRIFTY_PLACEMENTS, THRIFTY_SIZINGS, parse_policy
 from thrifty.bench.runner import RunResult
 
 LOWER_BOUND = "lower-bound"
@@ -86,6 +87,98 @@ def summary_rows(rows: Sequence[dict[str, object]]) -> list[dict[str, object]]:
     return summary
 
 
+BOOTSTRAP_RESAMPLES = 2000
+"""Resamples of the percentile bootstrap (seeded, so a report is reproducible)."""
+CONFIDENCE = 0.95
+
+
+def bootstrap_interval(values: Sequence[float], seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES,
+                       confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (NaN, NaN for none)."""
+    data = np.asarray(values, dtype=float)
+    if len(data) == 0:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(len(data), size=(resamples, len(data)))].mean(axis=1)
+    tail = (1.0 - confidence) / 2.0
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail))
+
+
+def is_baseline(policy: str) -> bool:
+    """Whether ``policy`` is a peer (neither a bound nor one of Thrifty's policies)."""
+    if policy in BOUNDS:
+        return False
+    spec = parse_policy(policy)
+    return spec.rl_directory is None and spec.placement not in THRIFTY_PLACEMENTS and spec.sizing not in THRIFTY_SIZINGS
+
+
+def best_baseline(summary: Sequence[dict[str, object]], violation_rate: float) -> str | None:
+    """The peer of least mean energy among those with at most ``violation_rate`` mean SLO
+    violations; if none has that few, the peer with the fewest. None without peers."""
+    peers = [row for row in summary if is_baseline(str(row["policy"]))]
+    if not peers:
+        return None
+    eligible = [row for row in peers if float(row["slo_violation_rate"]) <= violation_rate] or \
+        [min(peers, key=lambda row: float(row["slo_violation_rate"]))]
+    return str(min(eligible, key=lambda row: float(row["energy_kwh"]))["policy"])
+
+
+def statistics_rows(rows: Sequence[dict[str, object]]) -> list[dict[str, object]]:
+    """Per policy: mean energy and SLO violation rate over scenarios with their 95 % bootstrap
+    intervals, and, against the best baseline for it (:func:`best_baseline`), the mean paired
+    difference per scenario (this policy minus that one) with its interval."""
+    summary = [r for r in summary_rows(rows) if str(r["policy"]) not in BOUNDS]
+    by = {(str(r["policy"]), str(r["scenario"])): r for r in rows}
+    out = []
+    for row in summary:
+        policy = str(row["policy"])
+        mine = [r for r in rows if r["policy"] == policy]
+        energy = [float(r["energy_kwh"]) for r in mine]
+        slo = [float(r["slo_violation_rate"]) for r in mine]
+        stats: dict[str, object] = {
+            "policy": policy, "scenarios": len(mine),
+            "energy_kwh": float(np.mean(energy)), "energy_kwh_ci": bootstrap_interval(energy),
+            "slo_violation_rate": float(np.mean(slo)), "slo_violation_rate_ci": bootstrap_interval(slo),
+            "strict_bound_ratio": float(np.mean([float(r["strict_bound_ratio"]) for r in mine])),
+        }
+        peer = best_baseline([r for r in summary if r["policy"] != policy], float(row["slo_violation_rate"]))
+        if peer is not None:
+            pairs = [(r, by[(peer, str(r["scenario"]))]) for r in mine if (peer, str(r["scenario"])) in by]
+            energy_diff = [float(a["energy_kwh"]) - float(b["energy_kwh"]) for a, b in pairs]
+            slo_diff = [float(a["slo_violation_rate"]) - float(b["slo_violation_rate"]) for a, b in pairs]
+            stats.update(best_baseline=peer,
+                         energy_diff_kwh=float(np.mean(energy_diff)), energy_diff_kwh_ci=bootstrap_interval(energy_diff),
+                         slo_diff=float(np.mean(slo_diff)), slo_diff_ci=bootstrap_interval(slo_diff))
+        out.append(stats)
+    return out
+
+
+def markdown_statistics(stats: Sequence[dict[str, object]]) -> str:
+    """The intervals and paired differences of :func:`statistics_rows`, in GitHub markdown."""
+    def interval(value: object, bounds: object, fmt: str) -> str:
+        if value is None:
+            return ""
+        low, high = bounds  # type: ignore[misc]
+        return f"{fmt.format(value)} [{fmt.format(low)}, {fmt.format(high)}]"
+
+    lines = ["| policy | scenarios | energy kWh [95 % CI] | SLO viol. % [95 % CI] | x strict | best baseline | "
+             "energy diff kWh [95 % CI] | SLO viol. diff pp [95 % CI] |",
+             "|---|---:|---:|---:|---:|---|---:|---:|"]
+    for s in stats:
+        pp = {k: (None if s.get(k) is None else 100 * float(s[k])) for k in ("slo_violation_rate", "slo_diff")}
+        pp_ci = {k: tuple(100 * v for v in s[k]) if s.get(k) is not None else None  # type: ignore[union-attr]
+                 for k in ("slo_violation_rate_ci", "slo_diff_ci")}
+        lines.append(" | ".join([
+            f"| {s['policy']}", str(s["scenarios"]),
+            interval(s["energy_kwh"], s["energy_kwh_ci"], "{:.2f}"),
+            interval(pp["slo_violation_rate"], pp_ci["slo_violation_rate_ci"], "{:.2f}"),
+            f"{float(s['strict_bound_ratio']):.2f}", str(s.get("best_baseline") or ""),
+            interval(s.get("energy_diff_kwh"), s.get("energy_diff_kwh_ci"), "{:+.2f}"),
+            interval(pp["slo_diff"], pp_ci["slo_diff_ci"], "{:+.2f}"),
+        ]) + " |")
+    return "\n".join(lines)
+
+
 def _cell(value: object, fmt: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
@@ -132,13 +225,17 @@ def write_csv(rows: Sequence[dict[str, object]], path: Path) -> None:
 
 
 def write_markdown(summary_table: str, per_scenario: str, path: Path, *, command: str, notes: Sequence[str],
-                   runtime_seconds: float) -> None:
+                   runtime_seconds: float, statistics: str) -> None:
     text = [
         "# Thrifty benchmark results", "",
         f"Command: `{command}`", "",
         f"Runtime: {runtime_seconds:.0f} s", "",
         *[f"Note: {note}" for note in notes], *([""] if notes else []),
         "## Mean over scenarios", "", summary_table, "",
+        "## Intervals and paired differences against the best baseline", "",
+        "Mean over scenarios with a 95 % percentile-bootstrap interval; the best baseline of a policy is "
+        "the peer of least mean energy among those with no more mean SLO violations; differences are "
+        "this policy minus that one, paired by scenario (same seed).", "", statistics, "",
         "## Energy (kWh) / SLO violation rate per scenario", "", per_scenario, "",
         "Columns are defined in `thrifty.bench.metrics`; both bounds (`lower-bound`, fractional; "
         "`strict-bound`, whole nodes with the all-on start) in `thrifty.bench.lower_bound`.", "",

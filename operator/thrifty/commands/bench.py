@@ -230,8 +230,9 @@ def _benchmark(scenarios, policies, steps: int, out: Path, *, notes: list[str], 
     summary = report.summary_rows(rows)
     table = report.markdown_summary(summary)
     report.write_csv(rows, out / "results.csv")
+    statistics = report.markdown_statistics(report.statistics_rows(rows))
     report.write_markdown(table, report.markdown_per_scenario(rows), out / "results.md", command=command,
-                          notes=notes, runtime_seconds=runtime)
+                          notes=notes, runtime_seconds=runtime, statistics=statistics)
     written = [out / "results.csv", out / "results.md"]
     if plots:
         try:
@@ -239,6 +240,7 @@ def _benchmark(scenarios, policies, steps: int, out: Path, *, notes: list[str], 
         except ImportError:
             print("thrifty bench: plots skipped: matplotlib is not installed", file=sys.stderr)
     print(table)
+    print(f"\n{statistics}")
     print(f"\n{len(results)} runs of {steps} steps in {runtime:.0f} s; wrote {', '.join(str(p) for p in written)}")
     return 0
 
