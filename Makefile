@@ -46,7 +46,8 @@ BENCH_OUT ?= build/bench
 
 # Every calibrated baseline, Thrifty's heuristic and the shipped trained policy.
 BENCH_POLICIES ?= thrifty-heuristic rl:policies/default k8s-stack kube-default+static kube-default+hpa \
-	kube-default+vpa most-allocated+stack trimaran+stack network-aware+stack random+stack
+	kube-default+vpa most-allocated+stack trimaran+stack network-aware+stack random+stack trimaran+vpa \
+	most-allocated+vpa most-allocated+stack+descheduler-hnu kube-default+stack+karpenter-underutilized
 
 # BLAS single-threaded: the policies multiply small matrices, where threads only contend (6x
 # slower on a loaded 2-core machine).

@@ -32,3 +32,10 @@ more energy but at 3.35 % violations against the best 0.66 %."""
 NETWORK_OVERHEAD_WEIGHT = 5
 """Weight of the NetworkOverhead score next to the default profile (grid 1, 5, 20: all equal, so
 the upstream example's 5)."""
+
+DESCHEDULER_THRESHOLD_FRACTION = 0.2
+"""Descheduler HighNodeUtilization: requested CPU and memory fraction under which a node is
+underutilized (grid 0.2, 0.3, 0.4, 0.5; the plugin's documented example 20 %)."""
+
+KARPENTER_CONSOLIDATE_AFTER_SECONDS = 0.0
+"""Karpenter ``consolidateAfter`` (grid 0, 300, 900 s; Karpenter's default 0 s)."""

@@ -54,6 +54,10 @@ GRIDS: tuple[Grid, ...] = (
          {"stack_hpa_target": 0.8, "stack_vpa_margin": 0.15}),
     Grid("Trimaran", "trimaran+stack", {"trimaran_target": (30, 40, 50, 60, 70, 80)}, {"trimaran_target": 40}),
     Grid("network-aware", "network-aware+stack", {"network_weight": (1, 5, 20)}, {"network_weight": 5}),
+    Grid("descheduler-hnu", "most-allocated+stack+descheduler-hnu", {"descheduler_threshold": (0.2, 0.3, 0.4, 0.5)},
+         {"descheduler_threshold": 0.2}),
+    Grid("karpenter", "kube-default+stack+karpenter-underutilized",
+         {"karpenter_consolidate_after": (0.0, 300.0, 900.0)}, {"karpenter_consolidate_after": 0.0}),
 )
 
 

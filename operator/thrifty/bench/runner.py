@@ -7,9 +7,11 @@ Harness`). Two things differ for the baselines, as they do in a cluster that run
 * which pods go on scale-in: Thrifty's sizing picks them so that nodes can empty; a baseline
   autoscaler only sets a Deployment's replica count, and the ReplicaSet controller picks
   (:func:`replicaset_victims`);
-* the Cluster Autoscaler drains under-used nodes before each step
-  (:class:`thrifty.baselines.cluster_autoscaler.ClusterAutoscaler`); evicted pods are recreated
-  Pending by their ReplicaSet and placed by the baseline scheduler in the same step.
+* the Cluster Autoscaler (or Karpenter's consolidation) drains under-used nodes before each
+  step (:class:`thrifty.baselines.cluster_autoscaler.ClusterAutoscaler`), and a descheduler, if
+  the baseline runs one, evicts pods from under-used nodes
+  (:mod:`thrifty.baselines.consolidation`); evicted pods are recreated Pending by their
+  ReplicaSet and placed by the baseline scheduler in the same step.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from thrifty.baselines.cluster_autoscaler import ClusterAutoscaler
+from thrifty.baselines.consolidation import HighNodeUtilization
 from thrifty.bench.loaded import requested_cpu_fraction
 from thrifty.bench.lower_bound import EnergyLowerBound, StrictEnergyBound
 from thrifty.bench.metrics import RunMetrics
@@ -57,15 +60,19 @@ def replicaset_victims(snapshot: ClusterSnapshot, workload: int, count: int) -> 
 
 @dataclass
 class KubernetesHarness(Harness):
-    """A :class:`~thrifty.harness.Harness` with ReplicaSet scale-in and a Cluster Autoscaler."""
+    """A :class:`~thrifty.harness.Harness` with ReplicaSet scale-in, a Cluster Autoscaler and
+    optionally a descheduler."""
 
     autoscaler: ClusterAutoscaler | None = None
+    descheduler: HighNodeUtilization | None = None
 
     def step(self) -> HarnessStep:
         if self.autoscaler is None:
             return super().step()
         before = self.simulator.snapshot()
         evicted = self.autoscaler.plan(before)
+        if self.descheduler is not None:
+            evicted = tuple(sorted(set(evicted) | set(self.descheduler.plan(before))))
         pods = before.pods
         for w in np.unique(pods.workload_index[list(evicted)]).tolist():
             names = [pods.names[p] for p in evicted if pods.workload_index[p] == w]
@@ -138,7 +145,7 @@ def run_policy(scenario: Scenario, spec: ScenarioSpec, policy: PolicySpec, steps
     built = policy.build(spec.seed)
     if built.replicaset_scale_in or built.autoscaler is not None:
         harness: Harness = KubernetesHarness(simulator, placement_policy=built.placement, sizing_policy=built.sizing,
-                                             autoscaler=built.autoscaler)
+                                             autoscaler=built.autoscaler, descheduler=built.descheduler)
     else:
         harness = Harness(simulator, placement_policy=built.placement, sizing_policy=built.sizing)
     bound = EnergyLowerBound(scenario, simulator.power_model)

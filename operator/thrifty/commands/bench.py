@@ -65,6 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quick", action="store_true", help="the short run of `make bench`")
     parser.add_argument("--calibrate", action="store_true",
                         help="run the baselines' calibration grids instead (give the training slices)")
+    parser.add_argument("--grids", nargs="+", metavar="NAME",
+                        help="with --calibrate: only these grids (by name, e.g. karpenter); the others' "
+                             "parameters keep their calibrated values (default: every grid)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--cluster", metavar="KUBECONFIG",
                         help="instead, schedule a run of the openb pod stream on this cluster twice, with "
@@ -128,6 +131,8 @@ def _command_line(args: argparse.Namespace) -> str:
             words += [flag, *map(str, value)]
     if args.steps:
         words += ["--steps", str(args.steps)]
+    if args.grids:
+        words += ["--grids", *args.grids]
     if args.policies:
         words += ["--policies", *args.policies]
     words += ["--regime", args.regime]
@@ -171,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     command = _command_line(args)
     if args.calibrate:
-        return _calibrate(scenarios, steps, out)
+        return _calibrate(scenarios, steps, out, args.grids)
     return _benchmark(scenarios, policies, steps, out, notes=notes, command=command, plots=not args.no_plots)
 
 
@@ -245,19 +250,24 @@ def _benchmark(scenarios, policies, steps: int, out: Path, *, notes: list[str], 
     return 0
 
 
-def _calibrate(scenarios, steps: int, out: Path) -> int:
+def _calibrate(scenarios, steps: int, out: Path, names: list[str] | None) -> int:
     import csv
 
     from thrifty.bench.calibration import GRIDS, calibrate, markdown
 
+    grids = [g for g in GRIDS if names is None or g.name in names]
+    unknown = sorted(set(names or ()) - {g.name for g in GRIDS})
+    if unknown:
+        print(f"thrifty bench: --grids: unknown {unknown}; known: {[g.name for g in GRIDS]}", file=sys.stderr)
+        return 2
     started = time.perf_counter()
-    progress = _Progress(sum(len(g.settings()) for g in GRIDS) * len(scenarios))
+    progress = _Progress(sum(len(g.settings()) for g in grids) * len(scenarios))
 
     def on_run(grid: str, setting: dict[str, float], spec) -> None:
         shown = ", ".join(f"{k}={v:g}" for k, v in setting.items())
         progress.start(f"{grid} {shown} {spec.name}", steps)
 
-    trials = calibrate(scenarios, steps, on_run=on_run)
+    trials = calibrate(scenarios, steps, grids=grids, on_run=on_run)
     progress.finish()
     table = markdown(trials)
     with (out / "calibration.csv").open("w", newline="") as handle:
