@@ -26,7 +26,7 @@ import numpy as np
 from thrifty.baselines.cluster_autoscaler import ClusterAutoscaler
 from thrifty.baselines.consolidation import HighNodeUtilization
 from thrifty.bench.loaded import requested_cpu_fraction
-from thrifty.bench.lower_bound import EnergyLowerBound, StrictEnergyBound
+from thrifty.bench.lower_bound import StrictEnergyBound
 from thrifty.bench.metrics import RunMetrics
 from thrifty.bench.policies import PolicySpec
 from thrifty.bench.scenarios import ScenarioSpec
@@ -148,8 +148,8 @@ def run_policy(scenario: Scenario, spec: ScenarioSpec, policy: PolicySpec, steps
                                              autoscaler=built.autoscaler, descheduler=built.descheduler)
     else:
         harness = Harness(simulator, placement_policy=built.placement, sizing_policy=built.sizing)
-    bound = EnergyLowerBound(scenario, simulator.power_model)
     strict = strict_bound or strict_bound_of(scenario)
+    bound = strict.loose
     metrics = RunMetrics(dependency_source=np.asarray(scenario.dependencies.source, dtype=np.int64),
                          calls_per_request=np.asarray(scenario.dependencies.calls_per_request, dtype=float))
     slo = np.array([w.slo_latency_p95_seconds for w in scenario.workloads])
