@@ -33,9 +33,11 @@ NETWORK_OVERHEAD_WEIGHT = 5
 """Weight of the NetworkOverhead score next to the default profile (grid 1, 5, 20: all equal, so
 the upstream example's 5)."""
 
-DESCHEDULER_THRESHOLD_FRACTION = 0.2
+DESCHEDULER_THRESHOLD_FRACTION = 0.3
 """Descheduler HighNodeUtilization: requested CPU and memory fraction under which a node is
-underutilized (grid 0.2, 0.3, 0.4, 0.5; the plugin's documented example 20 %)."""
+underutilized (grid 0.2, 0.3, 0.4, 0.5; the plugin's documented example 20 %). Calibrated in the
+loaded regime (128 nodes): all four within 0.3 % of energy at the same 0.13 % violations."""
 
 KARPENTER_CONSOLIDATE_AFTER_SECONDS = 0.0
-"""Karpenter ``consolidateAfter`` (grid 0, 300, 900 s; Karpenter's default 0 s)."""
+"""Karpenter ``consolidateAfter`` (grid 0, 300, 900 s; Karpenter's default 0 s). Calibrated in
+the loaded regime (128 nodes): 0 s used 1.2 % less energy than 300 s at the same violations."""
