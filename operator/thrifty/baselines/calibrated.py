@@ -4,7 +4,9 @@
 runs each grid on training scenarios and prints the value picked by the rule "least energy
 among the settings whose SLO violation rate is within ``VIOLATION_TOLERANCE`` of the best
 setting's". The values below are what it printed; the benchmark uses them. A value equal to the
-upstream default means the default won.
+upstream default means the default won. The first seven were calibrated in the light regime
+(16 nodes, before the loaded regime existed), the consolidation peers' in the loaded regime
+(``docs/evaluation.md`` §3).
 """
 
 from __future__ import annotations
