@@ -17,6 +17,9 @@ then changed in four ways:
   in creation order from a seeded start and cycling: at each step, pods are admitted until the
   background's requested CPU reaches the envelope's target minus the workloads' requests as
   deployed. Once admitted a pod stays its lifetime, so the load falls only as fast as pods end.
+* **Replicas apart.** Each replica reads its workload's memory series at its own phase
+  (:attr:`thrifty.sim.Scenario.replica_memory_phases`), so one burst does not kill every replica
+  at once. Per-pod baseline CPU stays shared.
 * **Sizing as deployed.** Every workload's initial replicas, requests, limits and SLO come from
   the ``history_seconds`` of its series before the run (the previous cycle of the envelope,
   without bursts), by the rule of :func:`thrifty.sim.scenario.deployed_size`; the run's own
@@ -204,5 +207,5 @@ def build_loaded(traces: Sequence[Trace], *, n_nodes: int, steps: int, seed: int
     capacity = float(np.sum(scenario.nodes.cpu_capacity_millicores))
     target = envelope(steps, dt, trough, peak, cycle) * capacity - workloads_requested_millicores(scenario)
     background = background_following(stream, np.maximum(target, 0.0), dt, config, rng)
-    return dataclasses.replace(scenario, background=background)
+    return dataclasses.replace(scenario, background=background, replica_memory_phases=True)
 

@@ -5,7 +5,8 @@ Both rest on the same unavoidable demand. At each step the cluster must run at l
 * CPU: the step's requests times each workload's CPU per request, plus the per-pod baseline CPU
   of ``replicas.min`` pods of every workload, plus the usage of the background pods present
   (those that fit on some node);
-* memory: ``replicas.min`` pods' memory of every workload plus the background pods' memory.
+* memory: ``replicas.min`` pods' memory of every workload (the series' least sample when each
+  replica reads the series at its own phase) plus the background pods' memory.
 
 No policy that serves the load runs less (fewer replicas violate ``replicas.min``; a policy can
 use less CPU only by not serving requests, throttled or killed, which the SLO counts), so none
@@ -126,6 +127,9 @@ class EnergyLowerBound:
         self.min_replicas = np.array([w.replicas_min for w in workloads], dtype=float)
         self.baseline = np.vstack([w.cpu_baseline_millicores for w in workloads])
         self.memory = np.vstack([w.memory_per_pod_bytes for w in workloads])
+        self.replica_phases = scenario.replica_memory_phases
+        # With a phase per replica, the one replica left may read any sample of the series.
+        self.memory_floor = self.memory.min(axis=1)
         self.step_seconds = scenario.step_seconds
         self.background = scenario.background
         if self.background is not None:
@@ -137,7 +141,7 @@ class EnergyLowerBound:
         """Unavoidable CPU (millicores) and memory (bytes) in step ``step_index``."""
         k = step_index % self.baseline.shape[1]
         cpu = float(np.sum(request_rate_per_second * self.work) + self.min_replicas @ self.baseline[:, k])
-        memory = float(self.min_replicas @ self.memory[:, k])
+        memory = float(self.min_replicas @ (self.memory_floor if self.replica_phases else self.memory[:, k]))
         if self.background is not None:
             start = step_index * self.step_seconds
             present = ((self.background.arrival_seconds <= start) & (self.background.departure_seconds > start)
