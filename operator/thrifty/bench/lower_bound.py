@@ -210,7 +210,7 @@ def whole_node_cover(types: NodeTypes, cpu_millicores: float, memory_bytes: floa
     # HiGHS proves optimality to a relative gap (1e-4 by default); the dual bound is what is
     # proven, so the bound uses it rather than the incumbent.
     proven = float(result.mip_dual_bound) if np.isfinite(result.mip_dual_bound) else float(result.fun)
-    return min(proven, float(result.fun)), int(round(float(np.sum(result.x[:k]))))
+    return min(proven, float(result.fun)), round(float(np.sum(result.x[:k])))
 
 
 class StrictEnergyBound:

@@ -14,6 +14,7 @@ import csv
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -153,28 +154,28 @@ def statistics_rows(rows: Sequence[dict[str, object]]) -> list[dict[str, object]
     return out
 
 
-def markdown_statistics(stats: Sequence[dict[str, object]]) -> str:
-    """The intervals and paired differences of :func:`statistics_rows`, in GitHub markdown."""
-    def interval(value: object, bounds: object, fmt: str) -> str:
-        if value is None:
-            return ""
-        low, high = bounds  # type: ignore[misc]
-        return f"{fmt.format(value)} [{fmt.format(low)}, {fmt.format(high)}]"
+def _interval(value: object, bounds: object, fmt: str, scale: float = 1.0) -> str:
+    """``value [low, high]`` times ``scale`` (empty where there is none)."""
+    if value is None or bounds is None:
+        return ""
+    low, high = cast(tuple[float, float], bounds)
+    return f"{fmt.format(scale * cast(float, value))} [{fmt.format(scale * low)}, {fmt.format(scale * high)}]"
 
-    lines = ["| policy | scenarios | energy kWh [95 % CI] | SLO viol. % [95 % CI] | x strict | best baseline | "
-             "energy diff kWh [95 % CI] | SLO viol. diff pp [95 % CI] |",
+
+def markdown_statistics(stats: Sequence[dict[str, object]]) -> str:
+    """The intervals and paired differences of :func:`statistics_rows`, in GitHub markdown
+    (violation rates in percent, their differences in percentage points)."""
+    lines = [("| policy | scenarios | energy kWh [95 % CI] | SLO viol. % [95 % CI] | x strict | best baseline | "
+              "energy diff kWh [95 % CI] | SLO viol. diff pp [95 % CI] |"),
              "|---|---:|---:|---:|---:|---|---:|---:|"]
     for s in stats:
-        pp = {k: (None if s.get(k) is None else 100 * float(s[k])) for k in ("slo_violation_rate", "slo_diff")}
-        pp_ci = {k: tuple(100 * v for v in s[k]) if s.get(k) is not None else None  # type: ignore[union-attr]
-                 for k in ("slo_violation_rate_ci", "slo_diff_ci")}
         lines.append(" | ".join([
             f"| {s['policy']}", str(s["scenarios"]),
-            interval(s["energy_kwh"], s["energy_kwh_ci"], "{:.2f}"),
-            interval(pp["slo_violation_rate"], pp_ci["slo_violation_rate_ci"], "{:.2f}"),
-            f"{float(s['strict_bound_ratio']):.2f}", str(s.get("best_baseline") or ""),
-            interval(s.get("energy_diff_kwh"), s.get("energy_diff_kwh_ci"), "{:+.2f}"),
-            interval(pp["slo_diff"], pp_ci["slo_diff_ci"], "{:+.2f}"),
+            _interval(s["energy_kwh"], s["energy_kwh_ci"], "{:.2f}"),
+            _interval(s["slo_violation_rate"], s["slo_violation_rate_ci"], "{:.2f}", 100.0),
+            f"{cast(float, s['strict_bound_ratio']):.2f}", str(s.get("best_baseline") or ""),
+            _interval(s.get("energy_diff_kwh"), s.get("energy_diff_kwh_ci"), "{:+.2f}"),
+            _interval(s.get("slo_diff"), s.get("slo_diff_ci"), "{:+.2f}", 100.0),
         ]) + " |")
     return "\n".join(lines)
 
@@ -233,12 +234,12 @@ def write_markdown(summary_table: str, per_scenario: str, path: Path, *, command
         *[f"Note: {note}" for note in notes], *([""] if notes else []),
         "## Mean over scenarios", "", summary_table, "",
         "## Intervals and paired differences against the best baseline", "",
-        "Mean over scenarios with a 95 % percentile-bootstrap interval; the best baseline of a policy is "
-        "the peer of least mean energy among those with no more mean SLO violations; differences are "
-        "this policy minus that one, paired by scenario (same seed).", "", statistics, "",
+        ("Mean over scenarios with a 95 % percentile-bootstrap interval; the best baseline of a policy is "
+         "the peer of least mean energy among those with no more mean SLO violations; differences are "
+         "this policy minus that one, paired by scenario (same seed)."), "", statistics, "",
         "## Energy (kWh) / SLO violation rate per scenario", "", per_scenario, "",
-        "Columns are defined in `thrifty.bench.metrics`; both bounds (`lower-bound`, fractional; "
-        "`strict-bound`, whole nodes with the all-on start) in `thrifty.bench.lower_bound`.", "",
+        ("Columns are defined in `thrifty.bench.metrics`; both bounds (`lower-bound`, fractional; "
+         "`strict-bound`, whole nodes with the all-on start) in `thrifty.bench.lower_bound`."), "",
     ]
     path.write_text("\n".join(text))
 
