@@ -17,7 +17,7 @@ help:
 	@echo "make test          the whole test suite (unit + cluster + end-to-end)"
 	@echo "make cluster NODES=N / make cluster-down"
 	@echo "make perf          performance benchmarks (name: value unit)"
-	@echo "make bench         Thrifty against the calibrated peers, loaded regime, held-out traces (about 7 minutes)"
+	@echo "make bench         Thrifty against the calibrated peers, loaded regime, held-out traces (6 to 10 minutes)"
 	@echo "make bench-long    512 nodes, one simulated day (several hours)"
 
 # The environment is cached outside the checkout by the hash of pyproject.toml (hack/venv.sh);
