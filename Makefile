@@ -18,8 +18,8 @@ help:
 	@echo "make lint          ruff and mypy only"
 	@echo "make cluster NODES=N / make cluster-down"
 	@echo "make perf          performance benchmarks (name: value unit)"
-	@echo "make bench         Thrifty against the calibrated baselines, held-out traces (a few minutes)"
-	@echo "make bench-long    the longer benchmark of docs/evaluation.md (about half an hour)"
+	@echo "make bench         Thrifty against the calibrated peers, loaded regime, held-out traces (6 to 10 minutes)"
+	@echo "make bench-long    512 nodes, one simulated day (several hours)"
 
 # The environment is cached outside the checkout by the hash of pyproject.toml (hack/venv.sh);
 # .venv links to it and this checkout is installed into it in editable mode.
@@ -47,14 +47,17 @@ BENCH_OUT ?= build/bench
 
 # Every calibrated baseline, Thrifty's heuristic and the shipped trained policy.
 BENCH_POLICIES ?= thrifty-heuristic rl:policies/default k8s-stack kube-default+static kube-default+hpa \
-	kube-default+vpa most-allocated+stack trimaran+stack network-aware+stack random+stack
+	kube-default+vpa most-allocated+stack trimaran+stack network-aware+stack random+stack trimaran+vpa \
+	most-allocated+vpa most-allocated+stack+descheduler-hnu kube-default+stack+karpenter-underutilized
 
+# BLAS single-threaded: the policies multiply small matrices, where threads only contend (6x
+# slower on a loaded 2-core machine).
 bench: venv
-	$(VENV)/bin/thrifty bench $(foreach f,$(HELDOUT_TRACES),--trace $(f)) --out $(BENCH_OUT)/quick --quick \
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(VENV)/bin/thrifty bench $(foreach f,$(HELDOUT_TRACES),--trace $(f)) --out $(BENCH_OUT)/quick --quick \
 		--policies $(BENCH_POLICIES)
 
 bench-long: venv
-	$(VENV)/bin/thrifty bench $(foreach f,$(HELDOUT_TRACES),--trace $(f)) --out $(BENCH_OUT)/long
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(VENV)/bin/thrifty bench $(foreach f,$(HELDOUT_TRACES),--trace $(f)) --out $(BENCH_OUT)/long
 
 # The package ships py.typed: ruff and mypy (settings in pyproject.toml) hold it to that.
 lint: venv

@@ -194,6 +194,10 @@ class ScenarioConfig:
     """Step of every series; must equal the simulator's ``step_seconds``."""
     horizon_seconds: float = 86_400.0
     """Length of the series; the simulator wraps around after it."""
+    history_seconds: float = 0.0
+    """Seconds at the start of the horizon that lie before the run: the series' shapes are
+    normalised to mean 1 over them, so the run's part never scales what comes before it (0:
+    over the whole horizon)."""
     entry_request_rate_range_per_second: tuple[float, float] = (5.0, 50.0)
     """Mean request rate into an application, drawn log-uniformly per application; the
     request-rate trace is normalised to mean 1 and scaled to it."""
@@ -253,6 +257,8 @@ class ScenarioConfig:
         )
         if self.horizon_seconds < self.step_seconds:
             _fail(self, "horizon_seconds", f"must be >= step_seconds, got {self.horizon_seconds!r}")
+        if not 0.0 <= self.history_seconds < self.horizon_seconds:
+            _fail(self, "history_seconds", f"must be >= 0 and < horizon_seconds, got {self.history_seconds!r}")
         _check_finite_non_negative(
             self, "baseline_cpu_millicores", "initial_memory_headroom", "bytes_per_call"
         )

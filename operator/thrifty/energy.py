@@ -84,18 +84,25 @@ class PowerProfile:
 DEFAULT_PROFILES: Mapping[str, PowerProfile] = {
     profile.name: profile
     for profile in (
-        PowerProfile(name="small", idle_watts=60.0, peak_watts=210.0, standby_watts=8.0),
-        PowerProfile(name="medium", idle_watts=110.0, peak_watts=380.0, standby_watts=12.0),
-        PowerProfile(name="large", idle_watts=170.0, peak_watts=560.0, standby_watts=15.0),
+        # Dell PowerEdge R620, 2x Intel Xeon E5-2670 (16 cores, 32 threads): SPECpower_ssj2008
+        # res2012q1/power_ssj2008-20120306-00434, active idle 54.1 W, 100 % 243 W.
+        PowerProfile(name="small", idle_watts=54.1, peak_watts=243.0, standby_watts=8.0),
+        # Dell PowerEdge R820, Intel Xeon 2.7 GHz (32 cores, 64 threads): res2012q2/
+        # power_ssj2008-20120515-00468, active idle 110 W, 100 % 446 W.
+        PowerProfile(name="medium", idle_watts=110.0, peak_watts=446.0, standby_watts=12.0),
+        # HPE ProLiant DL380 Gen10 Plus, 2x Intel Xeon Platinum 8380 (80 cores, 160 threads):
+        # res2021q2/power_ssj2008-20210601-01103, active idle 127 W, 100 % 619 W.
+        PowerProfile(name="large", idle_watts=127.0, peak_watts=619.0, standby_watts=15.0),
     )
 }
-"""Default classes by node size: small up to 32 cores, medium up to 64, large above.
+"""Default classes by node size: small up to 32 vCPUs, medium up to 64, large above.
 
-Assumed whole-server wall power (no GPUs, which Thrifty does not place): peak about 4.5 to 6.5 W
-per core at full load, idle about 30 % of peak (the conservative end for servers with deep
-C-states, so consolidation is not over-rewarded), standby a few watts for suspend or soft-off
-with the BMC powered. Cross-checks against the Cloud Carbon Footprint coefficients are in
-docs/models.md. Defaults only: configure classes from your hardware's SPECpower result."""
+Idle and peak are the active-idle and 100 % wall power of one published SPECpower_ssj2008 result
+per class, of a server whose thread count matches the class (docs/models.md lists the rows and
+where they were read), so a powered small node costs less than a big one, idle or busy. The curve
+between them is ``SPECPOWER_SHAPE``. Standby (a few watts for suspend or soft-off with the BMC
+powered) is an assumption. No GPUs: Thrifty does not place them. Defaults only: configure
+classes from your hardware's SPECpower result."""
 
 
 def power_class_for_cpu(cpu_capacity_millicores: float) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +14,21 @@ from tests.unit.snapshots import GI, MI, make_snapshot
 from thrifty import cli
 from thrifty.bench.calibration import Trial, choose
 from thrifty.bench.cluster import pod_manifests, summarise
-from thrifty.bench.lower_bound import EnergyLowerBound, curve_floor_slope, fewest_nodes, fractional_cover_cost
+from thrifty.bench import report
+from thrifty.bench.lower_bound import (
+    EnergyLowerBound,
+    NodeTypes,
+    curve_floor_slope,
+    fewest_nodes,
+    fractional_cover_cost,
+    whole_node_cover,
+)
 from thrifty.bench.metrics import COLUMNS, relative_slack
 from thrifty.bench.policies import DEFAULT_POLICIES, parse_policy
-from thrifty.bench.runner import replicaset_victims, run_policy
+from thrifty.bench.runner import replicaset_victims, run_policy, strict_bound_of
 from thrifty.bench.scenarios import POD_STREAM, SCENARIO_PARTS, SHIPPED_TRACES, ScenarioSpec, load_traces
 from thrifty.commands import bench as bench_command
+from thrifty.config import SimulatorConfig
 from thrifty.energy import SPECPOWER_SHAPE, PowerModel
 from thrifty.observe import format_cpu
 
@@ -58,12 +68,58 @@ def test_curve_floor_slope_of_the_specpower_shape() -> None:
     assert curve_floor_slope(tuple(np.linspace(0, 1, 11))) == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("policy", ["thrifty-heuristic", "k8s-stack", "most-allocated+static"])
-def test_no_policy_spends_less_than_the_lower_bound(small_scenario, policy) -> None:
+TYPES = NodeTypes(
+    count=np.array([2.0, 1.0]), cpu_capacity_millicores=np.array([10.0, 30.0]),
+    memory_capacity_bytes=np.array([4.0, 64.0]), wake_watts=np.array([10.0, 25.0]),
+    dynamic_watts_per_millicore=np.array([0.0, 0.0]))
+"""Two small nodes (10 m, 4 B, 10 W to wake) and one big one (30 m, 64 B, 25 W), no dynamic power."""
+
+
+@pytest.mark.parametrize(("types", "cpu", "memory", "all_on", "expected"), [
+    pytest.param(TYPES, 15, 0, False, (20.0, 2), id="two small beat one big (the LP would pay 15 W)"),
+    pytest.param(TYPES, 25, 0, False, (25.0, 1), id="more than the small ones hold: the big one"),
+    pytest.param(TYPES, 5, 50, False, (25.0, 1), id="memory decides: the big one"),
+    pytest.param(TYPES, 5, 0, True, (45.0, 3), id="the all-on start: every node"),
+    pytest.param(TYPES, 100, 0, False, (45.0, 3), id="beyond the cluster: every node"),
+    pytest.param(TYPES, 0, 0, False, (0.0, 0), id="nothing to hold: nothing on"),
+    pytest.param(dataclasses.replace(TYPES, dynamic_watts_per_millicore=np.array([2.0, 1.0])), 5, 0, False,
+                 (20.0, 1), id="dynamic power: one small node at 10 + 5 x 2 W beats the big one at 25 + 5 W"),
+])
+def test_whole_node_cover(types, cpu, memory, all_on, expected) -> None:
+    watts, nodes = whole_node_cover(types, cpu, memory, all_on=all_on)
+    assert (watts, nodes) == (pytest.approx(expected[0], abs=1e-6), expected[1])
+
+
+@pytest.fixture(scope="module")
+def two_hour_runs(small_scenario):
+    """Two simulated hours (the all-on start is the first 10 minutes) of three kinds of policy."""
     spec, scenario = small_scenario
-    result = run_policy(scenario, spec, parse_policy(policy), steps=20)
-    assert result.metrics["energy_kwh"] * 3.6e6 >= result.lower_bound_watts.sum() * 60.0
-    assert np.all(result.lower_bound_nodes >= 1)
+    strict = strict_bound_of(scenario)
+    return {policy: run_policy(scenario, spec, parse_policy(policy), steps=120, strict_bound=strict)
+            for policy in ("thrifty-heuristic", "k8s-stack", "most-allocated+static")}
+
+
+@pytest.mark.parametrize("policy", ["thrifty-heuristic", "k8s-stack", "most-allocated+static"])
+def test_no_policy_beats_the_strict_bound_in_any_step(two_hour_runs, policy) -> None:
+    result = two_hour_runs[policy]
+    assert np.all(result.watts >= result.strict_bound_watts - 1e-6)
+    assert np.all(result.strict_bound_nodes >= 1)
+
+
+def test_the_strict_bound_is_never_below_the_loose_one(two_hour_runs) -> None:
+    result = two_hour_runs["thrifty-heuristic"]
+    assert np.all(result.strict_bound_watts >= result.lower_bound_watts - 1e-6)
+    # After the all-on start the whole-node cover is what is left; it is dearer than the LP's.
+    assert result.strict_bound_watts[20:].sum() > result.lower_bound_watts[20:].sum()
+
+
+def test_the_strict_bound_starts_with_every_node_idle(small_scenario, two_hour_runs) -> None:
+    _, scenario = small_scenario
+    bound = EnergyLowerBound(scenario, PowerModel())
+    strict = two_hour_runs["thrifty-heuristic"].strict_bound_watts
+    standby_steps = int(SimulatorConfig().standby_after_idle_seconds // scenario.step_seconds)
+    assert np.all(strict[:standby_steps] >= bound.idle.sum())
+    assert np.all(strict[standby_steps:] < bound.idle.sum())
 
 
 def test_lower_bound_is_the_same_for_every_policy(small_scenario) -> None:
@@ -190,8 +246,10 @@ def test_bench_writes_results(tmp_path: Path, capsys) -> None:
     assert status == 0
     with (tmp_path / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    assert [r["policy"] for r in rows] == ["thrifty-heuristic", "k8s-stack", "lower-bound"]
-    assert {"policy", "energy_kwh", "slo_violation_rate", *COLUMNS} <= set(rows[0])
+    assert [r["policy"] for r in rows] == ["thrifty-heuristic", "k8s-stack", "lower-bound", "strict-bound"]
+    assert {"policy", "energy_kwh", "slo_violation_rate", "strict_bound_ratio", *COLUMNS} <= set(rows[0])
+    strict = float(rows[3]["energy_kwh"])
+    assert float(rows[0]["strict_bound_ratio"]) == pytest.approx(float(rows[0]["energy_kwh"]) / strict)
     assert all(float(r["energy_kwh"]) > 0 for r in rows)
     markdown = (tmp_path / "results.md").read_text()
     assert "| thrifty-heuristic |" in markdown and "no node inventory in the given traces" in markdown
@@ -241,9 +299,10 @@ def test_cluster_summary_counts_nodes_energy_rate_and_latency() -> None:
     run = summarise("thrifty", pods, nodes, created={"p0": 10.0, "p1": 10.5, "p2": 11.0},
                     bound={"p0": 10.1, "p1": 11.5}, wall_seconds=5.0)
     assert (run.pods, run.scheduled, run.powered_on_nodes) == (3, 2, 1)
-    # Node a (small class) at 24/32 cores = 75 %: 60 + 150 x f(0.75), f = 0.745 halfway between the
-    # 70 % (0.70) and 80 % (0.79) points. Nodes b (small) and c (large) are empty: standby 8 W, 15 W.
-    assert run.energy_watts == pytest.approx(60 + 150 * 0.745 + 8 + 15)
+    # Node a (small class, 54.1 to 243 W) at 24/32 cores = 75 %: 54.1 + 188.9 x f(0.75), f = 0.745
+    # halfway between the 70 % (0.70) and 80 % (0.79) points. Nodes b (small) and c (large) are
+    # empty: standby 8 W, 15 W.
+    assert run.energy_watts == pytest.approx(54.1 + 188.9 * 0.745 + 8 + 15)
     assert run.pods_per_second == pytest.approx(2 / 1.5)
     assert (run.latency_p50_ms, run.condition_latency_p99_s) == (pytest.approx(550.0), pytest.approx(2.98))
 
@@ -260,3 +319,44 @@ def test_cluster_pod_manifests_follow_the_stream_order() -> None:
     assert [p["metadata"]["name"] for p in thrifty] == ["openb-00000", "openb-00001", "openb-00002"]
     halved = pod_manifests(stream, 1, "thrifty", "r1", request_scale=0.5)[0]["spec"]["containers"][0]["resources"]
     assert halved["requests"]["cpu"] == format_cpu(stream.cpu_request_millicores[first] / 2)
+
+
+# ---------------------------------------------------------------- statistics
+
+def test_bootstrap_interval_brackets_the_mean_and_shrinks_with_agreement() -> None:
+    assert report.bootstrap_interval([2.0] * 5) == (2.0, 2.0)
+    low, high = report.bootstrap_interval([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert 1.0 < low < 3.0 < high < 5.0
+    assert report.bootstrap_interval([1.0, 2.0, 3.0, 4.0, 5.0]) == (low, high), "seeded"
+
+
+def _row(policy: str, scenario: str, energy: float, slo: float) -> dict[str, object]:
+    return {"policy": policy, "scenario": scenario, "energy_kwh": energy, "slo_violation_rate": slo,
+            "strict_bound_ratio": energy / 10.0}
+
+
+@pytest.mark.parametrize(("violation_rate", "expected"), [
+    pytest.param(0.02, "most-allocated+stack", id="the cheapest peer with no more violations"),
+    pytest.param(0.005, "k8s-stack", id="only the careful peer qualifies"),
+    pytest.param(0.0, "k8s-stack", id="none qualifies: the peer with the fewest"),
+])
+def test_best_baseline(violation_rate, expected) -> None:
+    summary = [{"policy": "k8s-stack", "energy_kwh": 30.0, "slo_violation_rate": 0.005},
+               {"policy": "most-allocated+stack", "energy_kwh": 20.0, "slo_violation_rate": 0.02},
+               {"policy": "thrifty-heuristic", "energy_kwh": 10.0, "slo_violation_rate": 0.0},
+               {"policy": "strict-bound", "energy_kwh": 5.0, "slo_violation_rate": None}]
+    assert report.best_baseline(summary, violation_rate) == expected
+
+
+def test_paired_differences_are_per_scenario_against_the_best_baseline() -> None:
+    rows = [_row("thrifty-heuristic", "a", 10.0, 0.01), _row("thrifty-heuristic", "b", 12.0, 0.01),
+            _row("k8s-stack", "a", 15.0, 0.0), _row("k8s-stack", "b", 13.0, 0.0),
+            _row("random+stack", "a", 30.0, 0.05), _row("random+stack", "b", 30.0, 0.05)]
+    stats = {s["policy"]: s for s in report.statistics_rows(rows)}
+    mine = stats["thrifty-heuristic"]
+    assert mine["best_baseline"] == "k8s-stack"
+    assert mine["energy_diff_kwh"] == pytest.approx(((10 - 15) + (12 - 13)) / 2)
+    low, high = mine["energy_diff_kwh_ci"]
+    assert low == pytest.approx(-5.0) and high == pytest.approx(-1.0)
+    assert mine["slo_diff"] == pytest.approx(0.01)
+    assert stats["random+stack"]["best_baseline"] == "k8s-stack"

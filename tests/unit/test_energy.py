@@ -92,7 +92,7 @@ def test_profile_follows_the_curve(utilisation, fraction):
     [
         (64_000, 0.0, 0.0, False, MEDIUM.idle_watts),
         (64_000, 64_000.0, 0.0, False, MEDIUM.peak_watts),
-        (64_000, 3_200.0, 0.0, False, MEDIUM.idle_watts + 270 * SPECPOWER_SHAPE[1] / 2),  # 5 %: interpolated
+        (64_000, 3_200.0, 0.0, False, MEDIUM.idle_watts + (MEDIUM.peak_watts - MEDIUM.idle_watts) * SPECPOWER_SHAPE[1] / 2),  # 5 %: interpolated
         (64_000, 0.0, 0.0, True, MEDIUM.standby_watts),
         (0, 0.0, 0.0, False, MEDIUM.idle_watts),  # zero capacity, nothing runs: idle
         (0, 10.0, 0.0, False, MEDIUM.peak_watts),  # zero capacity, something runs: saturated
@@ -168,3 +168,22 @@ def test_profile_validation(kwargs, message):
 @pytest.mark.parametrize(("cpu", "power_class"), [(16_000, "small"), (32_000, "small"), (64_000, "medium"), (96_000, "large")])
 def test_default_power_class_by_size(cpu, power_class):
     assert power_class_for_cpu(cpu) == power_class
+
+
+@pytest.mark.parametrize(("power_class", "idle_watts", "peak_watts"), [
+    pytest.param("small", 54.1, 243.0, id="Dell PowerEdge R620, 2x Xeon E5-2670"),
+    pytest.param("medium", 110.0, 446.0, id="Dell PowerEdge R820, Xeon 2.7 GHz"),
+    pytest.param("large", 127.0, 619.0, id="HPE ProLiant DL380 Gen10 Plus, 2x Xeon Platinum 8380"),
+])
+def test_default_classes_are_the_cited_specpower_rows(power_class, idle_watts, peak_watts):
+    """The rows of docs/models.md: active idle and 100 % wall power of one published result each."""
+    profile = DEFAULT_PROFILES[power_class]
+    assert (profile.idle_watts, profile.peak_watts) == (idle_watts, peak_watts)
+    assert profile.curve == SPECPOWER_SHAPE
+
+
+def test_a_powered_small_node_costs_less_than_a_big_one_idle_or_busy():
+    classes = [DEFAULT_PROFILES[c] for c in ("small", "medium", "large")]
+    for utilisation in (0.0, 0.5, 1.0):
+        watts = [float(p.watts(np.array([utilisation]))[0]) for p in classes]
+        assert watts == sorted(watts) and len(set(watts)) == 3, (utilisation, watts)

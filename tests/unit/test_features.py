@@ -44,6 +44,9 @@ from thrifty.features.schema import SCHEMA_FINGERPRINTS
 from thrifty.snapshot import ClusterSnapshot
 from thrifty.traces.model import ContainerUsage
 
+SMALL = DEFAULT_PROFILES["small"]
+"""The power class of the hand-built nodes of the power-feature tests."""
+
 STEP = 300.0
 """Seconds between samples in the hand-worked cases (5 minutes: 12 samples per hour)."""
 
@@ -548,8 +551,9 @@ def node_values(snapshot: ClusterSnapshot, power: PowerModel | None = None) -> d
 
 def test_node_features_of_one_node_by_hand() -> None:
     values = node_values(one_node_snapshot())
-    # Utilisation 0.125: curve 0.18 + 0.25 * (0.29 - 0.18) = 0.2075 of the 150 W range.
-    current = 60.0 + 150.0 * 0.2075
+    # Utilisation 0.125: curve 0.18 + 0.25 * (0.29 - 0.18) = 0.2075 of the idle-to-peak range.
+    idle, peak, standby = SMALL.idle_watts, SMALL.peak_watts, SMALL.standby_watts
+    current = idle + (peak - idle) * 0.2075
     expected = {
         "cpu_requested_fraction": 0.25,
         "memory_requested_fraction": 0.125,
@@ -563,14 +567,14 @@ def test_node_features_of_one_node_by_hand() -> None:
         "empty": 0.0,
         "schedulable": 1.0,
         "standby": 0.0,
-        "idle_watts_share": 60.0 / 210.0,
+        "idle_watts_share": idle / peak,
         "peak_watts_share": 1.0,
-        "standby_watts_share": 8.0 / 210.0,
+        "standby_watts_share": standby / peak,
         "wake_watts_share": 0.0,
-        "current_watts_share": current / 210.0,
-        # Segment 10-20 %: (0.29 - 0.18) * 150 W per 10 % = 165 W per node, over 4 cores.
-        "marginal_watts_per_core": 165.0 / 4.0,
-        "peak_watts_per_core": 210.0 / 4.0,
+        "current_watts_share": current / peak,
+        # Segment 10-20 %: (0.29 - 0.18) of the range per 10 % of the node, over 4 cores.
+        "marginal_watts_per_core": (0.29 - 0.18) * (peak - idle) / 0.1 / 4.0,
+        "peak_watts_per_core": peak / 4.0,
     }
     for name, value in expected.items():
         assert values[name][0] == pytest.approx(value, rel=1e-9), name
@@ -611,8 +615,9 @@ def test_node_features_standby_and_no_nodes() -> None:
         make_snapshot(node_cpu=[16000.0, 16000.0], standby=[False, True]), power_class=("small", "small")
     )
     values = node_values(snapshot)
-    assert values["wake_watts_share"].tolist() == pytest.approx([0.0, (60.0 - 8.0) / 210.0])
-    assert values["current_watts_share"].tolist() == pytest.approx([60.0 / 210.0, 8.0 / 210.0])
+    idle, peak, standby = SMALL.idle_watts, SMALL.peak_watts, SMALL.standby_watts
+    assert values["wake_watts_share"].tolist() == pytest.approx([0.0, (idle - standby) / peak])
+    assert values["current_watts_share"].tolist() == pytest.approx([idle / peak, standby / peak])
     assert node_features(make_snapshot(node_cpu=[])).shape == (0, len(NODE_FEATURE_NAMES))
 
 
@@ -687,9 +692,10 @@ def test_placement_watts_include_waking_a_standby_node() -> None:
         make_snapshot(node_cpu=[10000.0, 10000.0], standby=[False, True], pods=[{"cpu": 1000.0}]),
         power_class=("small", "small"),
     )
-    watts = pair(placement(snapshot, 0), "placement_watts_share") * 210.0
-    # Awake node: 0 -> 10 % costs 0.18 * 150 W. Standby node: wake (60 - 8 W) plus the same.
-    assert watts.tolist() == pytest.approx([27.0, 52.0 + 27.0])
+    watts = pair(placement(snapshot, 0), "placement_watts_share") * SMALL.peak_watts
+    # Awake node: 0 -> 10 % costs 0.18 of the range. Standby node: waking (idle - standby) too.
+    step = 0.18 * (SMALL.peak_watts - SMALL.idle_watts)
+    assert watts.tolist() == pytest.approx([step, SMALL.idle_watts - SMALL.standby_watts + step])
 
 
 def test_fit_fractions() -> None:

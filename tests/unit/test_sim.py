@@ -11,6 +11,7 @@ import pytest
 from thrifty.config import SimulatorConfig
 from thrifty.energy import DEFAULT_PROFILES
 from thrifty.sim import BackgroundPods, Dependencies, Scenario, ScenarioNodes, Simulator, StepResult, WorkloadSpec
+from thrifty.sim.simulator import replica_phase_steps
 from thrifty.snapshot import UNBOUND, ClusterSnapshot
 
 MI = 2.0**20
@@ -516,3 +517,19 @@ def test_scenario_and_simulator_validation_name_the_field():
         Simulator(scenario(workload()), config=SimulatorConfig(step_seconds=30.0))
     with pytest.raises(ValueError, match="SimulatorConfig.history_window_samples"):
         SimulatorConfig(history_window_samples=0)
+
+
+def test_with_replica_phases_each_replica_reads_its_own_memory_sample():
+    # A memory series that is 100 MiB except one 300 MiB burst at step 0, a 200 MiB limit, four
+    # replicas: without phases the burst kills all four; with phases only pod 0 reads it then.
+    spec = dataclasses.replace(workload(memory_limit=200 * MI, replicas=4),
+                               memory_per_pod_bytes=np.array([300 * MI] + [100 * MI] * (STEPS - 1)))
+    together = Simulator(scenario(spec, node_memory=(64 * GI,)))
+    bind_all(together)
+    assert together.step().workload_oom_kills[0] == 4
+    apart = Simulator(dataclasses.replace(scenario(spec, node_memory=(64 * GI,)), replica_memory_phases=True))
+    bind_all(apart)
+    assert apart.step().workload_oom_kills[0] == 1
+    phases = replica_phase_steps(0, np.arange(4), STEPS)
+    assert phases[0] == 0 and len(set(phases.tolist())) == 4
+    np.testing.assert_array_equal(phases, replica_phase_steps(0, np.arange(4), STEPS))  # a fixed hash

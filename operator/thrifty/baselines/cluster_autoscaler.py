@@ -102,14 +102,23 @@ class ClusterAutoscaler:
             return ()
         if np.count_nonzero(tainted & occupied) >= self.max_drain_parallelism:
             return ()
-        ripe = [n for n, since in self.unneeded_since.items() if now - since >= self.unneeded_seconds]
+        ripe = self._ripe(snapshot, self.unneeded_since)
         if not ripe:
             return ()
         position = {name: i for i, name in enumerate(nodes.names)}
-        chosen = min(ripe, key=lambda n: (utilisation[position[n]], n))
+        chosen = min(ripe, key=lambda n: self._disruption_key(snapshot, utilisation, position[n]))
         self.tainted.add(chosen)
         del self.unneeded_since[chosen]
         return tuple(np.flatnonzero(snapshot.pods.node_index == position[chosen]).tolist())
+
+
+    def _ripe(self, snapshot: ClusterSnapshot, unneeded: dict[str, float]) -> list[str]:
+        """Unneeded nodes that may be drained now: unneeded for ``unneeded_seconds``."""
+        return [n for n, since in unneeded.items() if snapshot.time_seconds - since >= self.unneeded_seconds]
+
+    def _disruption_key(self, snapshot: ClusterSnapshot, utilisation: np.ndarray, node: int) -> tuple[float, str]:
+        """Order among ripe nodes, least first: the least utilised."""
+        return float(utilisation[node]), snapshot.nodes.names[node]
 
 
 class ClusterAutoscalerNodes:

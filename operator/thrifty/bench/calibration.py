@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from thrifty.bench.policies import parse_policy
-from thrifty.bench.runner import run_policy
+from thrifty.bench.runner import run_policy, strict_bound_of
 from thrifty.bench.scenarios import ScenarioSpec
 from thrifty.sim import Scenario
 
@@ -54,6 +54,10 @@ GRIDS: tuple[Grid, ...] = (
          {"stack_hpa_target": 0.8, "stack_vpa_margin": 0.15}),
     Grid("Trimaran", "trimaran+stack", {"trimaran_target": (30, 40, 50, 60, 70, 80)}, {"trimaran_target": 40}),
     Grid("network-aware", "network-aware+stack", {"network_weight": (1, 5, 20)}, {"network_weight": 5}),
+    Grid("descheduler-hnu", "most-allocated+stack+descheduler-hnu", {"descheduler_threshold": (0.2, 0.3, 0.4, 0.5)},
+         {"descheduler_threshold": 0.2}),
+    Grid("karpenter", "kube-default+stack+karpenter-underutilized",
+         {"karpenter_consolidate_after": (0.0, 300.0, 900.0)}, {"karpenter_consolidate_after": 0.0}),
 )
 
 
@@ -86,6 +90,7 @@ def calibrate(scenarios: Sequence[tuple[ScenarioSpec, Scenario]], steps: int,
     """Run every grid in order (see the module docstring); returns all trials, chosen marked."""
     chosen: dict[str, float] = {}
     trials: list[Trial] = []
+    strict = {spec: strict_bound_of(scenario) for spec, scenario in scenarios}
     for grid in grids:
         mine = []
         for setting in grid.settings():
@@ -94,7 +99,7 @@ def calibrate(scenarios: Sequence[tuple[ScenarioSpec, Scenario]], steps: int,
             for spec, scenario in scenarios:
                 if on_run is not None:
                     on_run(grid.name, setting, spec)
-                result = run_policy(scenario, spec, policy, steps)
+                result = run_policy(scenario, spec, policy, steps, strict_bound=strict[spec])
                 energy.append(result.metrics["energy_kwh"])
                 violations.append(result.metrics["slo_violation_rate"])
             mine.append(Trial(grid.name, setting, float(np.mean(energy)), float(np.mean(violations))))

@@ -1,13 +1,18 @@
 """The policies a benchmark can run, by name.
 
-A name is ``PLACEMENT+SIZING`` (a placement policy and a sizing policy run side by side, as a
-cluster runs a scheduler next to autoscalers), an alias, or ``rl:DIRECTORY``:
+A name is ``PLACEMENT+SIZING`` or ``PLACEMENT+SIZING+NODES`` (a placement policy and a sizing
+policy run side by side, as a cluster runs a scheduler next to autoscalers, and for a baseline
+what manages its nodes), an alias, or ``rl:DIRECTORY``:
 
 ==================  ===========================================================================
 placement           ``kube-default``, ``most-allocated``, ``trimaran``, ``network-aware``,
                     ``random`` (:mod:`thrifty.baselines`), ``heuristic`` (Thrifty's)
 sizing              ``static`` (as deployed), ``hpa``, ``vpa`` (CPU and memory), ``stack`` (HPA
                     on CPU + VPA on memory), ``heuristic`` (Thrifty's)
+nodes               baselines only: ``cluster-autoscaler`` (the default), ``descheduler-hnu``
+                    (the descheduler's HighNodeUtilization next to the Cluster Autoscaler),
+                    ``karpenter-underutilized`` (Karpenter's WhenEmptyOrUnderutilized
+                    consolidation instead), :mod:`thrifty.baselines.consolidation`
 aliases             ``thrifty-heuristic`` = ``heuristic+heuristic``,
                     ``k8s-stack`` = ``kube-default+stack``
 ``rl:DIRECTORY``    a trained policy (:func:`thrifty.policy.loader.load_policy`) for both
@@ -43,6 +48,7 @@ from thrifty.baselines import (
 )
 from thrifty.baselines import calibrated
 from thrifty.baselines.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerNodes
+from thrifty.baselines.consolidation import HighNodeUtilization, KarpenterConsolidation
 from thrifty.baselines.vpa import MEMORY
 from thrifty.policy.base import Policy
 from thrifty.policy.heuristic import HeuristicPolicy
@@ -57,6 +63,8 @@ PARAMETERS: dict[str, float] = {
     "stack_vpa_margin": calibrated.STACK_VPA_SAFETY_MARGIN_FRACTION,
     "trimaran_target": calibrated.TRIMARAN_TARGET_UTILISATION_PERCENT,
     "network_weight": calibrated.NETWORK_OVERHEAD_WEIGHT,
+    "descheduler_threshold": calibrated.DESCHEDULER_THRESHOLD_FRACTION,
+    "karpenter_consolidate_after": calibrated.KARPENTER_CONSOLIDATE_AFTER_SECONDS,
 }
 """Tunable baseline parameters and their calibrated values."""
 
@@ -80,6 +88,15 @@ SIZINGS: dict[str, Callable[[Mapping[str, float]], Policy]] = {
     "heuristic": lambda p: HeuristicPolicy(),
 }
 
+NODE_MANAGERS: dict[str, Callable[[Mapping[str, float]], tuple[ClusterAutoscaler, HighNodeUtilization | None]]] = {
+    "cluster-autoscaler": lambda p: (ClusterAutoscaler(), None),
+    "descheduler-hnu": lambda p: (ClusterAutoscaler(), HighNodeUtilization(
+        cpu_threshold_fraction=p["descheduler_threshold"], memory_threshold_fraction=p["descheduler_threshold"])),
+    "karpenter-underutilized": lambda p: (
+        KarpenterConsolidation(consolidate_after_seconds=p["karpenter_consolidate_after"]), None),
+}
+"""What manages a baseline's nodes: (the autoscaler or consolidator, the descheduler or None)."""
+
 THRIFTY_PLACEMENTS = frozenset({"heuristic"})
 """Placement policies that manage nodes themselves; the others run next to a Cluster Autoscaler."""
 THRIFTY_SIZINGS = frozenset({"heuristic"})
@@ -97,6 +114,10 @@ DEFAULT_POLICIES: tuple[str, ...] = (
     "trimaran+stack",
     "network-aware+stack",
     "random+stack",
+    "trimaran+vpa",
+    "most-allocated+vpa",
+    "most-allocated+stack+descheduler-hnu",
+    "kube-default+stack+karpenter-underutilized",
 )
 """What ``thrifty bench`` runs without ``--policies``."""
 
@@ -110,7 +131,9 @@ class BuiltPolicy:
     replicaset_scale_in: bool
     """Scale-in removes the pods a ReplicaSet would, not those the decision core picks."""
     autoscaler: ClusterAutoscaler | None = None
-    """The Cluster Autoscaler running next to a baseline scheduler (None for Thrifty's)."""
+    """The Cluster Autoscaler (or Karpenter) next to a baseline scheduler (None for Thrifty's)."""
+    descheduler: HighNodeUtilization | None = None
+    """The descheduler next to it, if any."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +144,8 @@ class PolicySpec:
     """As given (aliases kept, so tables show what the user asked for)."""
     placement: str = ""
     sizing: str = ""
+    nodes: str = "cluster-autoscaler"
+    """Key of ``NODE_MANAGERS`` (baselines only)."""
     rl_directory: str | None = None
     overrides: Mapping[str, float] = field(default_factory=dict)
     """Parameter values used instead of the calibrated ones (keys of ``PARAMETERS``)."""
@@ -134,13 +159,13 @@ class PolicySpec:
             return BuiltPolicy(policy, policy, replicaset_scale_in=False)
         parameters = {**PARAMETERS, **self.overrides}
         placement = PLACEMENTS[self.placement](np.random.default_rng(seed), parameters)
-        autoscaler = None
+        autoscaler, descheduler = None, None
         if self.placement not in THRIFTY_PLACEMENTS:
-            autoscaler = ClusterAutoscaler()
+            autoscaler, descheduler = NODE_MANAGERS[self.nodes](parameters)
             placement = ClusterAutoscalerNodes(placement, autoscaler)
         sizing = SIZINGS[self.sizing](parameters)
         return BuiltPolicy(placement, sizing, replicaset_scale_in=self.sizing not in THRIFTY_SIZINGS,
-                           autoscaler=autoscaler)
+                           autoscaler=autoscaler, descheduler=descheduler)
 
 
 def parse_policy(text: str, overrides: Mapping[str, float] | None = None) -> PolicySpec:
@@ -154,11 +179,13 @@ def parse_policy(text: str, overrides: Mapping[str, float] | None = None) -> Pol
         if not directory:
             raise ValueError("--policies: 'rl:' needs a policy directory, e.g. rl:policies/default")
         return PolicySpec(text, rl_directory=directory)
-    placement, _, sizing = ALIASES.get(text, text).partition("+")
-    sizing = sizing or "static"
-    if placement not in PLACEMENTS or sizing not in SIZINGS:
+    parts = ALIASES.get(text, text).split("+")
+    defaults = ["", "static", "cluster-autoscaler"]
+    placement, sizing, nodes = parts + defaults[len(parts):] if len(parts) <= len(defaults) else defaults
+    if placement not in PLACEMENTS or sizing not in SIZINGS or nodes not in NODE_MANAGERS or \
+            (len(parts) == 3 and placement in THRIFTY_PLACEMENTS):
         raise ValueError(
-            f"--policies: unknown policy {text!r}; use PLACEMENT+SIZING with PLACEMENT one of "
-            f"{', '.join(PLACEMENTS)} and SIZING one of {', '.join(SIZINGS)}, or one of "
-            f"{', '.join(ALIASES)}, or rl:DIRECTORY")
-    return PolicySpec(text, placement, sizing, overrides=overrides)
+            f"--policies: unknown policy {text!r}; use PLACEMENT+SIZING[+NODES] with PLACEMENT one of "
+            f"{', '.join(PLACEMENTS)}, SIZING one of {', '.join(SIZINGS)} and NODES (baselines only) one of "
+            f"{', '.join(NODE_MANAGERS)}, or one of {', '.join(ALIASES)}, or rl:DIRECTORY")
+    return PolicySpec(text, placement, sizing, nodes, overrides=overrides)

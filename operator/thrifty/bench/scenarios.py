@@ -10,7 +10,8 @@ evaluation, ``train`` for calibration), and the run says so on standard error an
 ``results.md``. Parts the given files do provide are never mixed with shipped ones. Without a
 checkout (no ``traces/`` folder) a missing part is an error naming it.
 
-Cluster size: ``n_nodes`` nodes and ``applications_per_node x n_nodes`` applications (rounded,
+Regimes: ``loaded`` (the default of ``thrifty bench``, :mod:`thrifty.bench.loaded`) and
+``light``. Light cluster size: ``n_nodes`` nodes and ``applications_per_node x n_nodes`` applications (rounded,
 at least one), so the load grows with the cluster; every other scale is the
 :class:`thrifty.config.ScenarioConfig` default, the one the gym environments train on.
 """
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from thrifty import traces as trace_loaders
+from thrifty.bench.loaded import build_loaded
 from thrifty.config import ScenarioConfig
 from thrifty.sim import Scenario, build_scenario
 from thrifty.traces import Trace, TraceFormatError
@@ -101,17 +103,34 @@ def load_traces(paths: Sequence[str | Path], *, split: str,
     return loaded, notes
 
 
+REGIMES = ("loaded", "light")
+"""``loaded``: :mod:`thrifty.bench.loaded`; ``light``: the training environments' scale, a few
+workloads on a cluster they barely use."""
+
+
 @dataclass(frozen=True)
 class ScenarioSpec:
-    """One cell of the benchmark grid: cluster size and seed (the traces are shared)."""
+    """One cell of the benchmark grid: regime, cluster size and seed (the traces are shared)."""
 
     n_nodes: int
     seed: int
     background_pods: int = 0
+    """``light`` only: pods of the openb stream placed next to the workloads."""
     applications_per_node: float = DEFAULT_APPLICATIONS_PER_NODE
+    """``light`` only (the loaded regime has its own)."""
+    regime: str = "light"
+    """One of :data:`REGIMES`."""
+    warmup_steps: int = 0
+    """Steps run before the metrics start counting (the cluster settles from its initial state)."""
+
+    def __post_init__(self) -> None:
+        if self.regime not in REGIMES:
+            raise ValueError(f"ScenarioSpec.regime: must be one of {REGIMES}, got {self.regime!r}")
 
     @property
     def name(self) -> str:
+        if self.regime == "loaded":
+            return f"loaded-n{self.n_nodes}-s{self.seed}"
         suffix = f"-bg{self.background_pods}" if self.background_pods else ""
         return f"n{self.n_nodes}-s{self.seed}{suffix}"
 
@@ -124,5 +143,7 @@ class ScenarioSpec:
                                    horizon_seconds=max(steps * default.step_seconds, default.horizon_seconds))
 
     def build(self, traces: Sequence[Trace], steps: int) -> Scenario:
-        """The scenario for a run of ``steps`` steps."""
+        """The scenario for a run of ``steps`` steps (warm-up included)."""
+        if self.regime == "loaded":
+            return build_loaded(traces, n_nodes=self.n_nodes, steps=steps, seed=self.seed)
         return build_scenario(traces, config=self.config(steps), seed=self.seed)

@@ -23,12 +23,18 @@ from pathlib import Path
 
 from thrifty.commands.flags import non_negative_int, positive_float, positive_int
 
-QUICK = {"nodes": [16], "seeds": [0, 1, 2], "steps": 360}
-"""``--quick``: one cluster size, three seeds, six simulated hours."""
-FULL = {"nodes": [16, 32], "seeds": [0, 1, 2], "steps": 1440}
-"""Without ``--quick``: two cluster sizes, three seeds, one simulated day."""
-CALIBRATION = {"nodes": [16], "seeds": [100, 101, 102, 103], "steps": 360}
+QUICK = {"nodes": [128], "seeds": [0, 1, 2, 3, 4], "steps": 240}
+"""``--quick``: 128 nodes, five seeds, four simulated hours (the first not measured), so that
+``make bench`` with every peer stays within 10 minutes on two cores."""
+FULL = {"nodes": [512], "seeds": [0, 1, 2, 3, 4], "steps": 1440}
+"""Without ``--quick``: 512 nodes, five seeds, one simulated day (the first hour not measured)."""
+CALIBRATION = {"nodes": [128], "seeds": [100, 101, 102, 103], "steps": 360}
 """``--calibrate``: four seeds distinct from the benchmark's, six simulated hours."""
+LIGHT_NODES = {"quick": [16], "full": [16, 32]}
+"""Default cluster sizes of ``--regime light`` (the regime of the earlier benchmark)."""
+WARMUP_STEPS = {"loaded": 60, "light": 0}
+"""Steps left out of the metrics per regime: the loaded regime's first hour, in which the
+cluster settles from every node on and the deployment's initial sizes."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,11 +56,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--policies", nargs="+", metavar="POLICY",
                         help="policies to run: PLACEMENT+SIZING, thrifty-heuristic, k8s-stack or rl:DIR "
                              "(default: Thrifty's heuristic and every baseline)")
+    parser.add_argument("--regime", choices=("loaded", "light"), default="loaded",
+                        help="loaded: requested CPU at 50-85%% of capacity at peak, 30-40%% in the trough, bursts, "
+                             "the openb pod stream as background; light: the training scale, a few workloads on "
+                             "an almost empty cluster (default %(default)s)")
     parser.add_argument("--background-pods", type=non_negative_int("--background-pods"), default=0, metavar="N",
-                        help="pods from the openb pod stream placed next to the workloads (default %(default)s)")
+                        help="--regime light: pods from the openb pod stream placed next to the workloads "
+                             "(default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="the short run of `make bench`")
     parser.add_argument("--calibrate", action="store_true",
                         help="run the baselines' calibration grids instead (give the training slices)")
+    parser.add_argument("--grids", nargs="+", metavar="NAME",
+                        help="with --calibrate: only these grids (by name, e.g. karpenter); the others' "
+                             "parameters keep their calibrated values (default: every grid)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--cluster", metavar="KUBECONFIG",
                         help="instead, schedule a run of the openb pod stream on this cluster twice, with "
@@ -106,7 +120,10 @@ class _Progress:
 
 def _settings(args: argparse.Namespace) -> tuple[list[int], list[int], int]:
     defaults = CALIBRATION if args.calibrate else QUICK if args.quick else FULL
-    return (args.nodes or defaults["nodes"], args.seeds if args.seeds is not None else defaults["seeds"],
+    nodes = defaults["nodes"]
+    if args.regime == "light":
+        nodes = LIGHT_NODES["quick" if args.quick or args.calibrate else "full"]
+    return (args.nodes or nodes, args.seeds if args.seeds is not None else defaults["seeds"],
             args.steps or defaults["steps"])
 
 
@@ -118,8 +135,11 @@ def _command_line(args: argparse.Namespace) -> str:
             words += [flag, *map(str, value)]
     if args.steps:
         words += ["--steps", str(args.steps)]
+    if args.grids:
+        words += ["--grids", *args.grids]
     if args.policies:
         words += ["--policies", *args.policies]
+    words += ["--regime", args.regime]
     if args.background_pods:
         words += ["--background-pods", str(args.background_pods)]
     words += [flag for flag, on in (("--quick", args.quick), ("--calibrate", args.calibrate),
@@ -140,7 +160,9 @@ def run(args: argparse.Namespace) -> int:
     nodes, seeds, steps = _settings(args)
     try:
         policies = [parse_policy(name) for name in (args.policies or DEFAULT_POLICIES)]
-        parts = SCENARIO_PARTS + ((POD_STREAM,) if args.background_pods > 0 else ())
+        if args.regime == "loaded" and args.background_pods:
+            raise ValueError("--background-pods: only with --regime light (the loaded regime sets its own)")
+        parts = SCENARIO_PARTS + ((POD_STREAM,) if args.background_pods > 0 or args.regime == "loaded" else ())
         traces, notes = load_traces(args.trace, split="train" if args.calibrate else "heldout", parts=parts)
     except ValueError as error:
         print(f"thrifty bench: {error}", file=sys.stderr)
@@ -149,7 +171,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"thrifty bench: {note}", file=sys.stderr)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    specs = [ScenarioSpec(n, s, args.background_pods) for n in nodes for s in seeds]
+    warmup = min(WARMUP_STEPS[args.regime], steps - 1)
+    specs = [ScenarioSpec(n, s, args.background_pods, regime=args.regime, warmup_steps=warmup)
+             for n in nodes for s in seeds]
     try:
         scenarios = [(spec, spec.build(traces, steps)) for spec in specs]
     except ValueError as error:
@@ -157,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     command = _command_line(args)
     if args.calibrate:
-        return _calibrate(scenarios, steps, out)
+        return _calibrate(scenarios, steps, out, args.grids)
     return _benchmark(scenarios, policies, steps, out, notes=notes, command=command, plots=not args.no_plots)
 
 
@@ -209,17 +233,18 @@ def _extender_latency(metrics_text: str) -> str:
 
 def _benchmark(scenarios, policies, steps: int, out: Path, *, notes: list[str], command: str, plots: bool) -> int:
     from thrifty.bench import report
-    from thrifty.bench.runner import run_policy
+    from thrifty.bench.runner import run_policy, strict_bound_of
     from thrifty.policy.base import PolicyError
 
     started = time.perf_counter()
     progress = _Progress(len(scenarios) * len(policies))
     results = []
     for spec, scenario in scenarios:
+        strict = strict_bound_of(scenario)
         for policy in policies:
             progress.start(f"{spec.name} {policy.name}", steps)
             try:
-                results.append(run_policy(scenario, spec, policy, steps, on_step=progress.step))
+                results.append(run_policy(scenario, spec, policy, steps, on_step=progress.step, strict_bound=strict))
             except PolicyError as error:
                 progress.finish()
                 print(f"thrifty bench: --policies {policy.name}: {error}", file=sys.stderr)
@@ -230,8 +255,9 @@ def _benchmark(scenarios, policies, steps: int, out: Path, *, notes: list[str], 
     summary = report.summary_rows(rows)
     table = report.markdown_summary(summary)
     report.write_csv(rows, out / "results.csv")
+    statistics = report.markdown_statistics(report.statistics_rows(rows))
     report.write_markdown(table, report.markdown_per_scenario(rows), out / "results.md", command=command,
-                          notes=notes, runtime_seconds=runtime)
+                          notes=notes, runtime_seconds=runtime, statistics=statistics)
     written = [out / "results.csv", out / "results.md"]
     if plots:
         try:
@@ -239,23 +265,29 @@ def _benchmark(scenarios, policies, steps: int, out: Path, *, notes: list[str], 
         except ImportError:
             print("thrifty bench: plots skipped: matplotlib is not installed", file=sys.stderr)
     print(table)
+    print(f"\n{statistics}")
     print(f"\n{len(results)} runs of {steps} steps in {runtime:.0f} s; wrote {', '.join(str(p) for p in written)}")
     return 0
 
 
-def _calibrate(scenarios, steps: int, out: Path) -> int:
+def _calibrate(scenarios, steps: int, out: Path, names: list[str] | None) -> int:
     import csv
 
     from thrifty.bench.calibration import GRIDS, calibrate, markdown
 
+    grids = [g for g in GRIDS if names is None or g.name in names]
+    unknown = sorted(set(names or ()) - {g.name for g in GRIDS})
+    if unknown:
+        print(f"thrifty bench: --grids: unknown {unknown}; known: {[g.name for g in GRIDS]}", file=sys.stderr)
+        return 2
     started = time.perf_counter()
-    progress = _Progress(sum(len(g.settings()) for g in GRIDS) * len(scenarios))
+    progress = _Progress(sum(len(g.settings()) for g in grids) * len(scenarios))
 
     def on_run(grid: str, setting: dict[str, float], spec) -> None:
         shown = ", ".join(f"{k}={v:g}" for k, v in setting.items())
         progress.start(f"{grid} {shown} {spec.name}", steps)
 
-    trials = calibrate(scenarios, steps, on_run=on_run)
+    trials = calibrate(scenarios, steps, grids=grids, on_run=on_run)
     progress.finish()
     table = markdown(trials)
     with (out / "calibration.csv").open("w", newline="") as handle:

@@ -31,6 +31,7 @@ _SCALAR_COLUMNS: dict[str, tuple[type, float]] = {
     "serial": (np.int64, -1),
     "restart_remaining_seconds": (float, 0.0),
     "consecutive_ooms": (np.int64, 0),
+    "memory_phase_steps": (np.int64, 0),
     "cpu_usage_millicores": (float, np.nan),
     "memory_usage_bytes": (float, np.nan),
     "throttled_periods_in_window": (float, 0.0),
@@ -69,6 +70,8 @@ class PodStore:
     """Time until an OOM-killed container runs again (0: it runs)."""
     consecutive_ooms: np.ndarray
     """OOM kills since the pod last ran a whole step: sets the restart backoff."""
+    memory_phase_steps: np.ndarray
+    """Offset, in steps, at which a workload pod reads its workload's memory series."""
     cpu_usage_millicores: np.ndarray
     """CPU used in the last step (NaN if the pod did not run)."""
     memory_usage_bytes: np.ndarray
@@ -121,6 +124,7 @@ class PodStore:
         created_seconds: float,
         background_cpu_millicores: np.ndarray | float = 0.0,
         background_memory_bytes: np.ndarray | float = 0.0,
+        memory_phase_steps: np.ndarray | int = 0,
     ) -> np.ndarray:
         """Create Pending pods; returns their slots (in the order of ``names``)."""
         count = len(names)
@@ -144,6 +148,7 @@ class PodStore:
         self.memory_limit_bytes[slots] = memory_limit_bytes
         self.background_cpu_millicores[slots] = background_cpu_millicores
         self.background_memory_bytes[slots] = background_memory_bytes
+        self.memory_phase_steps[slots] = memory_phase_steps
         self.created_seconds[slots] = created_seconds
         self.serial[slots] = np.arange(self._next_serial, self._next_serial + count)
         self._next_serial += count

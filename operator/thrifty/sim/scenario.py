@@ -39,7 +39,8 @@ Series are resampled to the step by averaging (exact for piecewise-constant samp
 down), gaps are filled by linear interpolation, and a window of the horizon's length is cut at a
 seeded offset, wrapping around when the trace is shorter than the horizon.
 
-Initial sizing is what a careful team would deploy, over-provisioned but not absurdly:
+Shapes are normalised over the whole horizon, or over its first ``history_seconds`` when the
+horizon starts with history before the run. Initial sizing is what a careful team would deploy, over-provisioned but not absurdly:
 replicas keep the p95 request-driven CPU at ``initial_cpu_utilisation_target`` of their
 request-driven CPU, the request adds the p95 baseline, the memory request covers the series'
 peak with ``initial_memory_headroom``. The SLO is ``slo_service_time_multiple`` times the service
@@ -108,6 +109,7 @@ def build_scenario(traces: Sequence[Trace], *, config: ScenarioConfig = Scenario
 
     rng = np.random.default_rng(seed)
     steps = max(1, round(config.horizon_seconds / config.step_seconds))
+    history = round(config.history_seconds / config.step_seconds)
     nodes = _sample_nodes(inventory, config.n_nodes, rng)
     small = [
         i for i, graph in enumerate(graphs) if len(_microservices(graph)) <= config.max_workloads_per_application
@@ -130,7 +132,7 @@ def build_scenario(traces: Sequence[Trace], *, config: ScenarioConfig = Scenario
             _shape(rate_series[i], "request_rate_per_second", config.step_seconds, steps, rng)
             for i in rng.integers(len(rate_series), size=REQUEST_SERIES_PER_APPLICATION).tolist()
         )
-        entry = _normalised(entry) * _log_uniform(rng, config.entry_request_rate_range_per_second)
+        entry = _normalised(entry, history) * _log_uniform(rng, config.entry_request_rate_range_per_second)
         energy_weight = float(rng.uniform(*config.energy_weight_range))
         first = len(workloads)
         invocations, edges, kinds = _graph_arithmetic(graph)
@@ -201,9 +203,10 @@ def _shape(usage: ContainerUsage, attribute: str, step: float, steps: int, rng: 
     return series[(offset + np.arange(steps)) % len(series)]
 
 
-def _normalised(series: np.ndarray) -> np.ndarray:
-    """Scaled to mean 1 (a flat 1 for an all-zero series)."""
-    mean = float(np.mean(series))
+def _normalised(series: np.ndarray, over_steps: int) -> np.ndarray:
+    """Scaled to mean 1 over its first ``over_steps`` samples (all if 0; a flat 1 when that
+    mean is 0)."""
+    mean = float(np.mean(series[:over_steps] if over_steps > 0 else series))
     return series / mean if mean > 0 else np.ones_like(series)
 
 
@@ -213,7 +216,8 @@ def _random_shape(
     if not candidates:
         return np.ones(steps)
     usage = candidates[int(rng.integers(len(candidates)))]
-    shape = _normalised(_shape(usage, attribute, config.step_seconds, steps, rng))
+    history = round(config.history_seconds / config.step_seconds)
+    shape = _normalised(_shape(usage, attribute, config.step_seconds, steps, rng), history)
     return np.minimum(shape, MEMORY_SHAPE_MAX) if attribute == "memory_usage_bytes" else shape
 
 
@@ -318,6 +322,26 @@ def _workload(
     work = _log_uniform(rng, _cpu_per_request_range(kind, config))
     baseline = config.baseline_cpu_millicores * cpu_shape
     memory = _log_uniform(rng, config.memory_per_pod_range_bytes) * memory_shape
+    return WorkloadSpec(
+        name=name,
+        request_rate_per_second=rate,
+        cpu_per_request_millicore_seconds=work,
+        cpu_baseline_millicores=baseline,
+        memory_per_pod_bytes=memory,
+        replicas_min=1,
+        replicas_max=config.replicas_max,
+        cpu_min_millicores=_CPU_GRANULE_MILLICORES,
+        energy_weight=energy_weight,
+        **deployed_size(rate, work, baseline, memory, config),
+    )
+
+
+def deployed_size(rate: np.ndarray, work: float, baseline: np.ndarray, memory: np.ndarray,
+                  config: ScenarioConfig) -> dict[str, float]:
+    """The initial sizing rule of the module docstring, from the series it is given (rate in
+    requests/s, ``work`` in millicore-seconds per request, baseline CPU in millicores, memory in
+    bytes per pod): the :class:`WorkloadSpec` fields ``replicas``, requests, limits, their
+    maxima and the SLO."""
     driven_p95 = float(np.percentile(rate * work, 95))
     per_pod_target = config.initial_cpu_utilisation_target * config.pod_cpu_target_millicores
     replicas = int(min(max(math.ceil(driven_p95 / per_pod_target), 1), config.replicas_max))
@@ -325,26 +349,17 @@ def _workload(
     cpu_request = _round_up(driven_per_pod + float(np.percentile(baseline, 95)), _CPU_GRANULE_MILLICORES)
     memory_request = _round_up(float(memory.max()) * (1.0 + config.initial_memory_headroom), _MEMORY_GRANULE_BYTES)
     service_seconds = work / max(cpu_request - float(baseline.mean()), _CPU_GRANULE_MILLICORES)
-    return WorkloadSpec(
-        name=name,
-        request_rate_per_second=rate,
-        cpu_per_request_millicore_seconds=work,
-        cpu_baseline_millicores=baseline,
-        memory_per_pod_bytes=memory,
-        cpu_request_millicores=cpu_request,
-        cpu_limit_millicores=cpu_request * config.initial_cpu_limit_ratio,
-        memory_request_bytes=memory_request,
-        memory_limit_bytes=memory_request,
-        replicas=replicas,
-        replicas_min=1,
-        replicas_max=config.replicas_max,
-        cpu_min_millicores=_CPU_GRANULE_MILLICORES,
-        cpu_max_millicores=max(8_000.0, 4 * cpu_request),
-        memory_min_bytes=64.0 * _MEMORY_GRANULE_BYTES,
-        memory_max_bytes=max(16.0 * 2**30, 4 * memory_request),
-        slo_latency_p95_seconds=max(config.slo_min_seconds, config.slo_service_time_multiple * service_seconds),
-        energy_weight=energy_weight,
-    )
+    return {
+        "replicas": replicas,
+        "cpu_request_millicores": cpu_request,
+        "cpu_limit_millicores": cpu_request * config.initial_cpu_limit_ratio,
+        "memory_request_bytes": memory_request,
+        "memory_limit_bytes": memory_request,
+        "cpu_max_millicores": max(8_000.0, 4 * cpu_request),
+        "memory_min_bytes": 64.0 * _MEMORY_GRANULE_BYTES,
+        "memory_max_bytes": max(16.0 * 2**30, 4 * memory_request),
+        "slo_latency_p95_seconds": max(config.slo_min_seconds, config.slo_service_time_multiple * service_seconds),
+    }
 
 
 def _dependencies(

@@ -351,7 +351,8 @@ class Simulator:
         candidates = np.flatnonzero(pods.alive & (pods.node != UNBOUND) & (pods.restart_remaining_seconds <= 0))
         candidates = candidates[node_ready[pods.node[candidates]]]
         row = self._series_row(pods.workload[candidates])
-        memory = np.where(row < n_workloads, self._memory[row, k], pods.background_memory_bytes[candidates])
+        column = (self._step_index + pods.memory_phase_steps[candidates]) % self._memory.shape[1]
+        memory = np.where(row < n_workloads, self._memory[row, column], pods.background_memory_bytes[candidates])
 
         oom = memory > pods.memory_limit_bytes[candidates]
         oom_slots = candidates[oom]
@@ -571,6 +572,9 @@ class Simulator:
         self._name_counter[index] += count
         names = [f"{self.workload_names[index]}-{first + i}" for i in range(count)]
         cpu_request, cpu_limit, memory_request, memory_limit = self._template[index]
+        phases = 0
+        if self.scenario.replica_memory_phases:
+            phases = replica_phase_steps(index, np.arange(first, first + count), self._memory.shape[1])
         self._pods.add(
             names,
             workload=index,
@@ -579,6 +583,7 @@ class Simulator:
             memory_request_bytes=memory_request,
             memory_limit_bytes=memory_limit,
             created_seconds=self._time,
+            memory_phase_steps=phases,
         )
         self._names_version += 1
         if count_churn:
@@ -748,3 +753,12 @@ class Simulator:
             )
             self._names_cache = (self._names_version, names, containers)
         return self._names_cache[1], self._names_cache[2]
+
+
+def replica_phase_steps(workload: int, pod_numbers: np.ndarray, horizon_steps: int) -> np.ndarray:
+    """The memory phase of a workload's pods by their number (``name-N``): a fixed hash, so that a
+    pod's phase depends on neither the seed's random stream (every policy must see the same
+    arrivals) nor on which policy created it. Pod 0 reads the series unshifted."""
+    # Knuth's multiplicative hash spreads consecutive numbers over the horizon.
+    mixed = (np.asarray(pod_numbers, dtype=np.int64) * 2654435761 + workload * 40503) % (2**32)
+    return np.where(np.asarray(pod_numbers) == 0, 0, mixed % max(horizon_steps, 1)).astype(np.int64)

@@ -241,6 +241,10 @@ class Scenario:
     background: BackgroundPods | None = None
     step_seconds: float = 60.0
     """Time between two series samples; must equal the simulator's step."""
+    replica_memory_phases: bool = False
+    """Each replica reads its workload's memory series from its own phase (a fixed offset in
+    steps per pod, see :class:`thrifty.sim.Simulator`), so replicas peak at different times and
+    one burst does not kill them all; False: every replica reads the same sample."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.step_seconds) and self.step_seconds > 0):

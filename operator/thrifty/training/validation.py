@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from thrifty.bench.policies import BuiltPolicy
-from thrifty.bench.runner import run_policy
+from thrifty.bench.runner import run_policy, strict_bound_of
 from thrifty.bench.scenarios import ScenarioSpec
 from thrifty.datasets import load_split
 from thrifty.features import SCHEMA_VERSION, RunningNormaliser
@@ -62,13 +62,15 @@ class Validator:
         self.steps = steps
         self.seeds = seeds
         self.cases = [(spec, spec.build(traces, steps)) for spec in (ScenarioSpec(n_nodes, s) for s in seeds)]
+        self.strict_bounds = [strict_bound_of(scenario) for _, scenario in self.cases]
+        """Each case's strict bound, solved once for all the policies scored."""
 
     def score(self, placement: Policy, sizing: Policy) -> ValidationScore:
         pair = _Pair("validation", placement, sizing)
         # run_policy only reads .name and .build(seed), which _Pair has; its annotation names the
         # concrete PolicySpec (thrifty.bench), which cannot hold policy objects.
-        runs = [run_policy(scenario, spec, pair, self.steps).metrics  # type: ignore[arg-type]
-                for spec, scenario in self.cases]
+        runs = [run_policy(scenario, spec, pair, self.steps, strict_bound=strict).metrics  # type: ignore[arg-type]
+                for (spec, scenario), strict in zip(self.cases, self.strict_bounds, strict=True)]
         return ValidationScore(energy_kwh=float(np.mean([r["energy_kwh"] for r in runs])),
                                slo_violation_rate=float(np.mean([r["slo_violation_rate"] for r in runs])))
 

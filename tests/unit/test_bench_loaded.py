@@ -1,0 +1,68 @@
+"""The loaded regime of ``thrifty bench``: envelope, background, sizing as deployed, warm-up."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from thrifty.bench.loaded import LoadedRegimeConfig, background_following, build_loaded, envelope, requested_cpu_fraction
+from thrifty.bench.policies import parse_policy
+from thrifty.bench.runner import run_policy
+from thrifty.bench.scenarios import POD_STREAM, SCENARIO_PARTS, SHIPPED_TRACES, ScenarioSpec, load_traces
+from thrifty.commands.bench import QUICK, WARMUP_STEPS
+from thrifty.config import ScenarioConfig
+from thrifty.traces.model import PodStream
+
+HELDOUT = sorted(SHIPPED_TRACES.glob("*/*-heldout.*")) + [SHIPPED_TRACES / "alibaba-openb/nodes.csv.gz"]
+
+
+@pytest.fixture(scope="module")
+def traces():
+    loaded, _ = load_traces(HELDOUT, split="heldout", parts=SCENARIO_PARTS + (POD_STREAM,))
+    return loaded
+
+
+def test_envelope_by_hand() -> None:
+    # A 240 s cycle at 60 s steps: trough, halfway, peak, halfway, trough.
+    np.testing.assert_allclose(envelope(5, 60.0, 0.3, 0.8, 240.0), [0.3, 0.55, 0.8, 0.55, 0.3])
+    # Before the run (negative steps) it repeats the cycle.
+    np.testing.assert_allclose(envelope(2, 60.0, 0.3, 0.8, 240.0, first_step=-2), [0.8, 0.55])
+
+
+def test_background_follows_the_target_from_below_with_real_lifetimes() -> None:
+    # One pod of 1 core living 90 s, a target of 2.5 cores for three 60 s steps: three copies at
+    # 0 s (3 cores), none at 60 s (all still there), three new ones at 120 s (the first have gone).
+    stream = PodStream(names=("p",), cpu_request_millicores=np.array([1000.0]), memory_request_bytes=np.array([2.0**30]),
+                       creation_seconds=np.array([10.0]), deletion_seconds=np.array([100.0]), qos=("LS",))
+    pods = background_following(stream, np.full(3, 2500.0), 60.0, ScenarioConfig(), np.random.default_rng(0))
+    np.testing.assert_allclose(pods.arrival_seconds, [0, 0, 0, 120, 120, 120])
+    np.testing.assert_allclose(pods.departure_seconds, [90, 90, 90, 210, 210, 210])
+    np.testing.assert_allclose(pods.cpu_usage_millicores, 1000.0 * ScenarioConfig().background_cpu_utilisation)
+
+
+@pytest.mark.parametrize("seed", QUICK["seeds"])
+def test_quick_scenarios_request_at_least_half_the_cluster_at_peak(traces, seed) -> None:
+    steps, warmup = QUICK["steps"], WARMUP_STEPS["loaded"]
+    scenario = ScenarioSpec(QUICK["nodes"][0], seed, regime="loaded", warmup_steps=warmup).build(traces, steps)
+    fraction = requested_cpu_fraction(scenario, steps)[warmup:]
+    assert fraction.max() >= 0.5
+    assert fraction.min() <= LoadedRegimeConfig().trough_requested_cpu_fraction_range[1] + 0.05
+    assert len(scenario.nodes.names) == QUICK["nodes"][0]
+    assert len(set(scenario.nodes.cpu_capacity_millicores.tolist())) >= 3, "the openb mix of node sizes"
+
+
+def test_initial_sizing_never_reads_the_run(traces) -> None:
+    """Two runs that share the day before and differ after it start with the same deployment."""
+    short = build_loaded(traces, n_nodes=16, steps=1440, seed=3)
+    long = build_loaded(traces, n_nodes=16, steps=1500, seed=3)
+    fields = ("replicas", "cpu_request_millicores", "memory_request_bytes", "slo_latency_p95_seconds")
+    for a, b in zip(short.workloads, long.workloads, strict=True):
+        assert [getattr(a, f) for f in fields] == [getattr(b, f) for f in fields], a.name
+        assert len(a.request_rate_per_second) == 1440 and len(b.request_rate_per_second) == 1500
+
+
+def test_warmup_steps_are_run_but_not_measured(traces) -> None:
+    spec = ScenarioSpec(8, 0, regime="loaded", warmup_steps=4)
+    scenario = spec.build(traces, 10)
+    result = run_policy(scenario, spec, parse_policy("thrifty-heuristic"), 10)
+    assert result.steps == 6 and len(result.watts) == 6 and len(result.strict_bound_watts) == 6
