@@ -257,7 +257,7 @@ def test_scheduler_values_and_names_follow_the_release(helm: str, tmp_path: Path
     """The scheduler container's image and resources come from `scheduler`; its ConfigMap, RBAC
     and Lease are named after the release, the Lease in the release's namespace, and the rest of
     the configuration is manifests/scheduler-config.yaml's."""
-    resources = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "4Gi"}}
+    resources = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}}
     values = {"scheduler": {"image": {"repository": "registry.example.com/kube-scheduler", "tag": "v1.37.3",
                                       "pullPolicy": "Always"}, "resources": resources}}
     objects = render(helm, tmp_path, values, release="energy", namespace="platform")
