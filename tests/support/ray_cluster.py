@@ -36,15 +36,22 @@ class RayCluster:
     head_node_id: str
     worker_node_id: str
     logs: Path
-    """The session's log folder, which both nodes share on one machine (``worker-*.out`` names
-    each worker process's actor)."""
+    """The session's log folder, which both nodes share on one machine (each ``worker-*.out``
+    names the actor or the tasks its worker process ran)."""
     env: dict[str, str] = field(default_factory=dict)
     """The environment a driver of this cluster needs."""
 
     def actor_logs(self, class_name_part: str) -> list[Path]:
         """Worker logs of actors whose class name contains ``class_name_part``."""
+        return self._logs_naming(":actor_name:", class_name_part)
+
+    def task_logs(self, function_name: str) -> list[Path]:
+        """Worker logs of processes that ran the task ``function_name``."""
+        return self._logs_naming(f":task_name:{function_name}\n", "")
+
+    def _logs_naming(self, marker: str, part: str) -> list[Path]:
         return [p for p in self.logs.glob("worker-*.out")
-                if ":actor_name:" in (text := p.read_text(errors="replace")) and class_name_part in text]
+                if marker in (text := p.read_text(errors="replace")) and part in text]
 
 
 def _ray() -> str:

@@ -70,6 +70,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="with --calibrate: only these grids (by name, e.g. karpenter); the others' "
                              "parameters keep their calibrated values (default: every grid)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument("--address", metavar="HOST:PORT",
+                        help="spread the runs over this Ray cluster, one task a run (its workers need Thrifty's "
+                             "bench extra); default: one after another here")
     parser.add_argument("--cluster", metavar="KUBECONFIG",
                         help="instead, schedule a run of the openb pod stream on this cluster twice, with "
                              "kube-scheduler and with Thrifty (started here), and compare them")
@@ -142,6 +145,8 @@ def _command_line(args: argparse.Namespace) -> str:
     words += ["--regime", args.regime]
     if args.background_pods:
         words += ["--background-pods", str(args.background_pods)]
+    if args.address:
+        words += ["--address", args.address]
     words += [flag for flag, on in (("--quick", args.quick), ("--calibrate", args.calibrate),
                                     ("--no-plots", args.no_plots)) if on]
     if args.cluster:
@@ -155,6 +160,9 @@ def run(args: argparse.Namespace) -> int:
     from thrifty.bench.policies import DEFAULT_POLICIES, parse_policy
     from thrifty.bench.scenarios import POD_STREAM, SCENARIO_PARTS, ScenarioSpec, load_traces
 
+    if args.address and (args.cluster or args.calibrate):
+        print("thrifty bench: --address: spreads benchmark runs only (not --cluster or --calibrate)", file=sys.stderr)
+        return 2
     if args.cluster:
         return _cluster(args)
     nodes, seeds, steps = _settings(args)
@@ -182,7 +190,8 @@ def run(args: argparse.Namespace) -> int:
     command = _command_line(args)
     if args.calibrate:
         return _calibrate(scenarios, steps, out, args.grids)
-    return _benchmark(scenarios, policies, steps, out, notes=notes, command=command, plots=not args.no_plots)
+    return _benchmark(scenarios, policies, steps, out, notes=notes, command=command, plots=not args.no_plots,
+                      address=args.address)
 
 
 def _cluster(args: argparse.Namespace) -> int:
@@ -231,25 +240,40 @@ def _extender_latency(metrics_text: str) -> str:
     return "\n".join(lines)
 
 
-def _benchmark(scenarios, policies, steps: int, out: Path, *, notes: list[str], command: str, plots: bool) -> int:
+def _run_here(scenarios, policies, steps: int) -> list:
+    """One run after another in this process, with a progress line."""
+    from thrifty.bench.runner import run_named_policy, strict_bound_of
+
+    progress = _Progress(len(scenarios) * len(policies))
+    results = []
+    try:
+        for spec, scenario in scenarios:
+            strict = strict_bound_of(scenario)
+            for policy in policies:
+                progress.start(f"{spec.name} {policy.name}", steps)
+                results.append(run_named_policy(scenario, spec, policy, steps, on_step=progress.step,
+                                                strict_bound=strict))
+    finally:
+        progress.finish()
+    return results
+
+
+def _benchmark(scenarios, policies, steps: int, out: Path, *, notes: list[str], command: str, plots: bool,
+               address: str | None = None) -> int:
     from thrifty.bench import report
-    from thrifty.bench.runner import run_policy, strict_bound_of
     from thrifty.policy.base import PolicyError
 
     started = time.perf_counter()
-    progress = _Progress(len(scenarios) * len(policies))
-    results = []
-    for spec, scenario in scenarios:
-        strict = strict_bound_of(scenario)
-        for policy in policies:
-            progress.start(f"{spec.name} {policy.name}", steps)
-            try:
-                results.append(run_policy(scenario, spec, policy, steps, on_step=progress.step, strict_bound=strict))
-            except PolicyError as error:
-                progress.finish()
-                print(f"thrifty bench: --policies {policy.name}: {error}", file=sys.stderr)
-                return 2
-    progress.finish()
+    try:
+        if address:
+            from thrifty.bench.distributed import run_on_cluster
+
+            results = run_on_cluster(address, scenarios, policies, steps)
+        else:
+            results = _run_here(scenarios, policies, steps)
+    except PolicyError as error:
+        print(f"thrifty bench: {error}", file=sys.stderr)
+        return 2
     runtime = time.perf_counter() - started
     rows = report.csv_rows(results)
     summary = report.summary_rows(rows)
