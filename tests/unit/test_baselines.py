@@ -119,7 +119,8 @@ def test_tie_breaking_is_seeded_and_uniform_among_equal_scores() -> None:
     snapshot = make_snapshot(node_cpu=[4000] * 4, pods=[{"cpu": 100}])
     choices = [int(np.argmax(KubeDefaultScoring(seed).score_nodes(snapshot, 0))) for seed in range(40)]
     assert len(set(choices)) == 4, "equal nodes must all get chosen under some seed, as selectHost does"
-    assert KubeDefaultScoring(7).score_nodes(snapshot, 0).tolist() == KubeDefaultScoring(7).score_nodes(snapshot, 0).tolist()
+    assert (KubeDefaultScoring(7).score_nodes(snapshot, 0).tolist()
+            == KubeDefaultScoring(7).score_nodes(snapshot, 0).tolist())
 
 
 def test_random_placement_uses_the_generator_passed_in() -> None:
@@ -215,7 +216,8 @@ def test_decaying_histogram_halves_old_samples_every_half_life() -> None:
     pytest.param([np.nan, np.nan], [1000, 1000], 2, 0.5, 2, id="no metrics at all: kept"),
 ])
 def test_hpa_desired_replicas(usage, requests, current, target, expected) -> None:
-    assert desired_replicas(np.array(usage, dtype=float), np.array(requests, dtype=float), current, target, 0.1) == expected
+    usage_array, requests_array = np.array(usage, dtype=float), np.array(requests, dtype=float)
+    assert desired_replicas(usage_array, requests_array, current, target, 0.1) == expected
 
 
 def _hpa_snapshot(time_seconds: float, replicas: int, usage: float):

@@ -12,9 +12,9 @@ import pytest
 
 from tests.unit.snapshots import GI, MI, make_snapshot
 from thrifty import cli
+from thrifty.bench import report
 from thrifty.bench.calibration import Trial, choose
 from thrifty.bench.cluster import pod_manifests, summarise
-from thrifty.bench import report
 from thrifty.bench.lower_bound import (
     EnergyLowerBound,
     NodeTypes,
@@ -288,7 +288,8 @@ def _pod(name: str, node: str | None, cpu: str, created: str, scheduled: str | N
     spec = {"containers": [{"name": "main", "resources": {"requests": {"cpu": cpu, "memory": "1Gi"}}}]}
     if node:
         spec["nodeName"] = node
-    return {"metadata": {"name": name, "creationTimestamp": created}, "spec": spec, "status": {"conditions": conditions}}
+    return {"metadata": {"name": name, "creationTimestamp": created}, "spec": spec,
+            "status": {"conditions": conditions}}
 
 
 def test_cluster_summary_counts_nodes_energy_rate_and_latency() -> None:
@@ -315,7 +316,8 @@ def test_cluster_pod_manifests_follow_the_stream_order() -> None:
     thrifty = pod_manifests(stream, 3, "thrifty", "r1")
     assert "schedulerName" not in default[0]["spec"] and thrifty[0]["spec"]["schedulerName"] == "thrifty"
     first = int(np.argmin(stream.creation_seconds))
-    assert default[0]["spec"]["containers"][0]["resources"]["requests"]["cpu"] == format_cpu(stream.cpu_request_millicores[first])
+    requests = default[0]["spec"]["containers"][0]["resources"]["requests"]
+    assert requests["cpu"] == format_cpu(stream.cpu_request_millicores[first])
     assert [p["metadata"]["name"] for p in thrifty] == ["openb-00000", "openb-00001", "openb-00002"]
     halved = pod_manifests(stream, 1, "thrifty", "r1", request_scale=0.5)[0]["spec"]["containers"][0]["resources"]
     assert halved["requests"]["cpu"] == format_cpu(stream.cpu_request_millicores[first] / 2)

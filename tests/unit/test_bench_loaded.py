@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from thrifty.bench.loaded import LoadedRegimeConfig, background_following, build_loaded, envelope, requested_cpu_fraction
+from thrifty.bench.loaded import (
+    LoadedRegimeConfig,
+    background_following,
+    build_loaded,
+    envelope,
+    requested_cpu_fraction,
+)
 from thrifty.bench.policies import parse_policy
 from thrifty.bench.runner import run_policy
 from thrifty.bench.scenarios import POD_STREAM, SCENARIO_PARTS, SHIPPED_TRACES, ScenarioSpec, load_traces
@@ -32,8 +38,9 @@ def test_envelope_by_hand() -> None:
 def test_background_follows_the_target_from_below_with_real_lifetimes() -> None:
     # One pod of 1 core living 90 s, a target of 2.5 cores for three 60 s steps: three copies at
     # 0 s (3 cores), none at 60 s (all still there), three new ones at 120 s (the first have gone).
-    stream = PodStream(names=("p",), cpu_request_millicores=np.array([1000.0]), memory_request_bytes=np.array([2.0**30]),
-                       creation_seconds=np.array([10.0]), deletion_seconds=np.array([100.0]), qos=("LS",))
+    stream = PodStream(names=("p",), cpu_request_millicores=np.array([1000.0]),
+                       memory_request_bytes=np.array([2.0**30]), creation_seconds=np.array([10.0]),
+                       deletion_seconds=np.array([100.0]), qos=("LS",))
     pods = background_following(stream, np.full(3, 2500.0), 60.0, ScenarioConfig(), np.random.default_rng(0))
     np.testing.assert_allclose(pods.arrival_seconds, [0, 0, 0, 120, 120, 120])
     np.testing.assert_allclose(pods.departure_seconds, [90, 90, 90, 210, 210, 210])

@@ -8,6 +8,7 @@ from tests.unit.snapshots import make_snapshot
 from thrifty.baselines import ClusterAutoscaler, MostAllocatedScoring, TargetLoadPacking, VpaRecommender
 from thrifty.baselines.consolidation import HighNodeUtilization, KarpenterConsolidation
 from thrifty.bench.policies import parse_policy
+from thrifty.snapshot import ClusterSnapshot
 
 
 def workload_pod(node: int, cpu: float) -> dict:
@@ -33,9 +34,12 @@ def test_high_node_utilization(case, pods, expected) -> None:
 def test_high_node_utilization_runs_every_interval() -> None:
     pods = [workload_pod(0, 1000), workload_pod(1, 6000)]
     descheduler = HighNodeUtilization(interval_seconds=300.0)
-    assert descheduler.plan(make_snapshot(node_cpu=[10000, 10000], pods=pods, workloads=[{}], time_seconds=1000.0)) == (0,)
-    assert descheduler.plan(make_snapshot(node_cpu=[10000, 10000], pods=pods, workloads=[{}], time_seconds=1200.0)) == ()
-    assert descheduler.plan(make_snapshot(node_cpu=[10000, 10000], pods=pods, workloads=[{}], time_seconds=1300.0)) == (0,)
+    def at(time_seconds: float) -> ClusterSnapshot:
+        return make_snapshot(node_cpu=[10000, 10000], pods=pods, workloads=[{}], time_seconds=time_seconds)
+
+    assert descheduler.plan(at(1000.0)) == (0,)
+    assert descheduler.plan(at(1200.0)) == ()
+    assert descheduler.plan(at(1300.0)) == (0,)
 
 
 def two_nodes(time_seconds: float):

@@ -92,7 +92,9 @@ def test_profile_follows_the_curve(utilisation, fraction):
     [
         (64_000, 0.0, 0.0, False, MEDIUM.idle_watts),
         (64_000, 64_000.0, 0.0, False, MEDIUM.peak_watts),
-        (64_000, 3_200.0, 0.0, False, MEDIUM.idle_watts + (MEDIUM.peak_watts - MEDIUM.idle_watts) * SPECPOWER_SHAPE[1] / 2),  # 5 %: interpolated
+        # 5 %: interpolated
+        (64_000, 3_200.0, 0.0, False,
+         MEDIUM.idle_watts + (MEDIUM.peak_watts - MEDIUM.idle_watts) * SPECPOWER_SHAPE[1] / 2),
         (64_000, 0.0, 0.0, True, MEDIUM.standby_watts),
         (0, 0.0, 0.0, False, MEDIUM.idle_watts),  # zero capacity, nothing runs: idle
         (0, 10.0, 0.0, False, MEDIUM.peak_watts),  # zero capacity, something runs: saturated
@@ -121,7 +123,8 @@ def test_node_watts_uses_each_nodes_class_and_an_override():
     idle = [DEFAULT_PROFILES["small"].idle_watts, DEFAULT_PROFILES["large"].idle_watts, MEDIUM.idle_watts]
     np.testing.assert_allclose(model.node_watts(table), idle)
     full = model.node_watts(table, np.full(3, 32_000.0))
-    np.testing.assert_allclose(full, [DEFAULT_PROFILES["small"].peak_watts, DEFAULT_PROFILES["large"].peak_watts, MEDIUM.peak_watts])
+    np.testing.assert_allclose(
+        full, [DEFAULT_PROFILES["small"].peak_watts, DEFAULT_PROFILES["large"].peak_watts, MEDIUM.peak_watts])
 
 
 def test_attribution_sums_to_node_power():
@@ -157,7 +160,8 @@ def test_attribution_with_unknown_pod_usage_falls_back_to_requests():
         ({"idle_watts": 300.0, "peak_watts": 200.0, "standby_watts": 5.0}, "standby_watts <= idle_watts <= peak_watts"),
         ({"idle_watts": 100.0, "peak_watts": 200.0, "standby_watts": 150.0}, "standby_watts <= idle_watts"),
         ({"idle_watts": 100.0, "peak_watts": 200.0, "standby_watts": 5.0, "curve": (0.0, 1.0)}, "11 points"),
-        ({"idle_watts": 100.0, "peak_watts": 200.0, "standby_watts": 5.0, "curve": (0.0,) + (0.5,) * 4 + (0.4,) * 5 + (1.0,)}, "non-decreasing"),
+        ({"idle_watts": 100.0, "peak_watts": 200.0, "standby_watts": 5.0,
+          "curve": (0.0,) + (0.5,) * 4 + (0.4,) * 5 + (1.0,)}, "non-decreasing"),
     ],
 )
 def test_profile_validation(kwargs, message):
@@ -165,7 +169,8 @@ def test_profile_validation(kwargs, message):
         PowerProfile(name="x", **kwargs)
 
 
-@pytest.mark.parametrize(("cpu", "power_class"), [(16_000, "small"), (32_000, "small"), (64_000, "medium"), (96_000, "large")])
+@pytest.mark.parametrize(("cpu", "power_class"),
+                         [(16_000, "small"), (32_000, "small"), (64_000, "medium"), (96_000, "large")])
 def test_default_power_class_by_size(cpu, power_class):
     assert power_class_for_cpu(cpu) == power_class
 

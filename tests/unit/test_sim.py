@@ -36,8 +36,9 @@ def workload(name: str = "default/web", *, rate: float | list[float] = 10.0, wor
     )
 
 
-def scenario(*workloads: WorkloadSpec, node_cpu: tuple[float, ...] = (4000.0,), node_memory: tuple[float, ...] | None = None,
-             dependencies: Dependencies | None = None, background: BackgroundPods | None = None) -> Scenario:
+def scenario(*workloads: WorkloadSpec, node_cpu: tuple[float, ...] = (4000.0,),
+             node_memory: tuple[float, ...] | None = None, dependencies: Dependencies | None = None,
+             background: BackgroundPods | None = None) -> Scenario:
     n = len(node_cpu)
     nodes = ScenarioNodes(
         names=tuple(f"node-{i}" for i in range(n)),
@@ -96,16 +97,17 @@ def run(seed: int, steps: int = 50, config: SimulatorConfig = SimulatorConfig())
 
 
 def test_same_seed_gives_identical_results():
-    assert all(results_equal(a, b) for a, b in zip(run(3), run(3)))
+    assert all(results_equal(a, b) for a, b in zip(run(3), run(3), strict=True))
 
 
 def test_different_seeds_differ_in_the_poisson_arrivals():
     a, b = run(3), run(4)
-    assert any(not np.array_equal(x.workload_request_rate_per_second, y.workload_request_rate_per_second) for x, y in zip(a, b))
+    assert any(not np.array_equal(x.workload_request_rate_per_second, y.workload_request_rate_per_second)
+               for x, y in zip(a, b, strict=True))
 
 
 def test_without_poisson_arrivals_the_seed_does_not_matter():
-    assert all(results_equal(a, b) for a, b in zip(run(3, 20, QUIET), run(4, 20, QUIET)))
+    assert all(results_equal(a, b) for a, b in zip(run(3, 20, QUIET), run(4, 20, QUIET), strict=True))
 
 
 def test_reset_replays_the_run():
@@ -133,7 +135,8 @@ def test_reset_replays_the_run():
     ],
 )
 def test_bind_checks_requests_against_free_capacity(node_cpu, node_memory, cpu_request, memory_request, bound):
-    spec = scenario(workload(cpu_request=cpu_request, memory_request=memory_request), node_cpu=(node_cpu,), node_memory=(node_memory,))
+    spec = scenario(workload(cpu_request=cpu_request, memory_request=memory_request),
+                    node_cpu=(node_cpu,), node_memory=(node_memory,))
     sim = Simulator(spec)
     pod = sim.pending_pods()[0]
     assert sim.bind(pod, 0) is bound
@@ -349,7 +352,8 @@ def test_cross_node_calls_add_latency_and_network_energy(split):
     sim.bind(back, 1 if split else 0)
     result = sim.step()
     # Limits bind the service rate on both nodes, so the queueing part is identical.
-    alone = Simulator(scenario(workload("default/front", rate=10.0, cpu_limit=1000.0), node_cpu=(64_000.0,)), config=QUIET)
+    alone = Simulator(scenario(workload("default/front", rate=10.0, cpu_limit=1000.0), node_cpu=(64_000.0,)),
+                      config=QUIET)
     bind_all(alone)
     base = alone.step().workload_latency_p95_seconds[0]
     rtt = SimulatorConfig().network.cross_node_call_latency_seconds
@@ -395,8 +399,8 @@ def test_scale_in_removes_the_named_pods():
 
 @pytest.mark.parametrize(
     ("replicas", "remove", "error"),
-    [(-1, None, "replicas must be >= 0"), (0, ["default/web-0"], "exactly"), (0, ["default/web-0", "default/web-0"], "exactly"),
-     (1, ["default/other-0"], "another workload")],
+    [(-1, None, "replicas must be >= 0"), (0, ["default/web-0"], "exactly"),
+     (0, ["default/web-0", "default/web-0"], "exactly"), (1, ["default/other-0"], "another workload")],
 )
 def test_scale_rejects_bad_requests(replicas, remove, error):
     sim = Simulator(scenario(workload(replicas=2), workload("default/other", replicas=1)))
@@ -430,7 +434,8 @@ def test_snapshot_validates_and_matches_the_state():
     sim = Simulator(spec, config=QUIET)
     before = sim.snapshot()
     assert isinstance(before, ClusterSnapshot)
-    assert np.all(np.isnan(before.nodes.cpu_usage_millicores)) and np.all(np.isnan(before.workloads.latency_p95_seconds))
+    assert np.all(np.isnan(before.nodes.cpu_usage_millicores))
+    assert np.all(np.isnan(before.workloads.latency_p95_seconds))
     first_fit(sim)
     results = [sim.step() for _ in range(3)]
     snap = sim.snapshot()
@@ -442,7 +447,8 @@ def test_snapshot_validates_and_matches_the_state():
     np.testing.assert_allclose(snap.nodes.cpu_requested_millicores, requested)
     np.testing.assert_allclose(snap.nodes.cpu_usage_millicores, results[-1].node_cpu_usage_millicores)
     np.testing.assert_allclose(
-        np.bincount(snap.pods.node_index, weights=snap.pods.cpu_usage_millicores, minlength=2), snap.nodes.cpu_usage_millicores
+        np.bincount(snap.pods.node_index, weights=snap.pods.cpu_usage_millicores, minlength=2),
+        snap.nodes.cpu_usage_millicores,
     )
     np.testing.assert_array_equal(snap.containers.cpu_history_millicores[:, -1], snap.pods.cpu_usage_millicores)
     assert snap.containers.cpu_history_millicores.shape == (4, SimulatorConfig().history_window_samples)

@@ -44,7 +44,8 @@ def test_throttle(demand, limit, capped, denied):
 )
 def test_share_node_cpu(demand, weight, node, capacity, usage, contended):
     got_usage, got_contended = share_node_cpu(
-        np.asarray(demand, dtype=float), np.asarray(weight, dtype=float), np.asarray(node), np.asarray(capacity, dtype=float)
+        np.asarray(demand, dtype=float), np.asarray(weight, dtype=float), np.asarray(node),
+        np.asarray(capacity, dtype=float),
     )
     np.testing.assert_allclose(got_usage, usage)
     np.testing.assert_array_equal(got_contended, contended)

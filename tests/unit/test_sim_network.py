@@ -21,7 +21,8 @@ from thrifty.network import cross_node_fraction, network_effect
     ],
 )
 def test_cross_node_fraction(pod_workload, pod_node, expected):
-    fraction = cross_node_fraction(np.array(pod_workload, dtype=np.int64), np.array(pod_node, dtype=np.int64), np.array([0]), np.array([1]))
+    fraction = cross_node_fraction(np.array(pod_workload, dtype=np.int64), np.array(pod_node, dtype=np.int64),
+                                   np.array([0]), np.array([1]))
     assert fraction[0] == pytest.approx(expected)
 
 
@@ -35,7 +36,8 @@ def test_cross_node_fraction_matches_the_share_formula():
         np.add.at(counts, (pod_workload, pod_node), 1)
         totals = counts.sum(axis=1)
         shares = counts / np.maximum(totals[:, None], 1)
-        expected = np.where((totals[source] > 0) & (totals[target] > 0), 1 - (shares[source] * shares[target]).sum(axis=1), 0.0)
+        expected = np.where((totals[source] > 0) & (totals[target] > 0),
+                            1 - (shares[source] * shares[target]).sum(axis=1), 0.0)
         np.testing.assert_allclose(cross_node_fraction(pod_workload, pod_node, source, target), expected, atol=1e-12)
 
 

@@ -106,7 +106,8 @@ def test_call_graph_becomes_workloads_with_rates_and_calls_per_request():
     low, high = ScenarioConfig().entry_request_rate_range_per_second
     assert low <= rates[0].mean() <= high
     deps = scenario.dependencies
-    edges = {(int(s), int(t)): float(c) for s, t, c in zip(deps.source, deps.target, deps.calls_per_request)}
+    edges = {(int(s), int(t)): float(c)
+             for s, t, c in zip(deps.source, deps.target, deps.calls_per_request, strict=True)}
     # front -> cart: 2 per front request; front -> cache: 1; cart -> cache: 1 call per graph request
     # spread over the cart's 2 invocations, 0.5 per cart request.
     assert edges == {(0, 1): 2.0, (0, 2): 1.0, (1, 2): 0.5}
@@ -123,7 +124,8 @@ def test_series_shapes_and_initial_sizing():
     for spec in scenario.workloads:
         assert spec.horizon_steps == steps
         assert spec.cpu_baseline_millicores.mean() == pytest.approx(config.baseline_cpu_millicores, rel=0.2)
-        assert spec.memory_request_bytes >= spec.memory_per_pod_bytes.max() * (1 + config.initial_memory_headroom) - 2**20
+        headroom = 1 + config.initial_memory_headroom
+        assert spec.memory_request_bytes >= spec.memory_per_pod_bytes.max() * headroom - 2**20
         assert spec.memory_limit_bytes == spec.memory_request_bytes
         assert spec.cpu_limit_millicores == spec.cpu_request_millicores * config.initial_cpu_limit_ratio
         assert spec.slo_latency_p95_seconds >= config.slo_min_seconds
@@ -136,7 +138,7 @@ def test_nodes_sampled_with_power_classes_and_repeats():
     scenario = build_scenario(all_traces(), config=small_config(n_nodes=5), seed=0)
     nodes = scenario.nodes
     assert len(nodes) == 5 and len(set(nodes.names)) == 5
-    classes = dict(zip(nodes.names, nodes.power_class))
+    classes = dict(zip(nodes.names, nodes.power_class, strict=True))
     assert classes["n-small"] == "small" and classes["n-medium"] == "medium" and classes["n-large"] == "large"
 
 
@@ -156,7 +158,8 @@ def test_background_pods_from_the_pod_stream():
     assert background.names == ("background/p0", "background/p1", "background/p2")
     np.testing.assert_allclose(background.arrival_seconds, [0.0, 30.0, 150.0])
     np.testing.assert_allclose(background.departure_seconds, [300.0, np.inf, 450.0])
-    np.testing.assert_allclose(background.cpu_usage_millicores, np.array([1000.0, 2000.0, 4000.0]) * config.background_cpu_utilisation)
+    np.testing.assert_allclose(background.cpu_usage_millicores,
+                               np.array([1000.0, 2000.0, 4000.0]) * config.background_cpu_utilisation)
 
 
 @pytest.mark.parametrize(
@@ -228,7 +231,8 @@ def test_shipped_trace_slices_build_a_scenario_that_runs():
     config = ScenarioConfig(n_nodes=12, n_applications=3, n_background_pods=20, horizon_seconds=3600.0)
     scenario = build_scenario(loaded, config=config, seed=0)
     again = build_scenario(loaded, config=config, seed=0)
-    assert [dataclasses.astuple(w)[0] for w in scenario.workloads] == [dataclasses.astuple(w)[0] for w in again.workloads]
+    assert ([dataclasses.astuple(w)[0] for w in scenario.workloads]
+            == [dataclasses.astuple(w)[0] for w in again.workloads])
     sim = Simulator(scenario, seed=0)
     for _ in range(30):
         for pod in sim.pending_pods():

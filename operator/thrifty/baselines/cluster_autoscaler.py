@@ -71,7 +71,8 @@ class ClusterAutoscaler:
         free_cpu = np.where(stays, nodes.cpu_free_millicores, -np.inf)
         free_memory = np.where(stays, nodes.memory_free_bytes, -np.inf)
         for p in mine[np.argsort(-pods.cpu_request_millicores[mine], kind="stable")]:
-            fits = np.flatnonzero((free_cpu >= pods.cpu_request_millicores[p]) & (free_memory >= pods.memory_request_bytes[p]))
+            fits = np.flatnonzero(
+                (free_cpu >= pods.cpu_request_millicores[p]) & (free_memory >= pods.memory_request_bytes[p]))
             if len(fits) == 0:
                 return False
             free_cpu[fits[0]] -= pods.cpu_request_millicores[p]
@@ -83,7 +84,7 @@ class ClusterAutoscaler:
         nodes, now = snapshot.nodes, snapshot.time_seconds
         occupied = snapshot.pods_per_node() > 0
         # A drained node is removed once empty (standby here); until then its taint keeps pods off.
-        self.tainted = {n for n, off in zip(nodes.names, nodes.standby) if n in self.tainted and not off}
+        self.tainted = {n for n, off in zip(nodes.names, nodes.standby, strict=True) if n in self.tainted and not off}
         tainted = self.tainted_mask(snapshot)
         awake = nodes.schedulable & ~nodes.standby & (nodes.cpu_capacity_millicores > 0)
         with np.errstate(divide="ignore", invalid="ignore"):

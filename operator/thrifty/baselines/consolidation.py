@@ -39,8 +39,10 @@ from thrifty.snapshot import ClusterSnapshot
 def _requested_fractions(snapshot: ClusterSnapshot) -> tuple[np.ndarray, np.ndarray]:
     nodes = snapshot.nodes
     with np.errstate(divide="ignore", invalid="ignore"):
-        cpu = np.where(nodes.cpu_capacity_millicores > 0, nodes.cpu_requested_millicores / nodes.cpu_capacity_millicores, 1.0)
-        memory = np.where(nodes.memory_capacity_bytes > 0, nodes.memory_requested_bytes / nodes.memory_capacity_bytes, 1.0)
+        cpu = np.where(nodes.cpu_capacity_millicores > 0,
+                       nodes.cpu_requested_millicores / nodes.cpu_capacity_millicores, 1.0)
+        memory = np.where(nodes.memory_capacity_bytes > 0,
+                          nodes.memory_requested_bytes / nodes.memory_capacity_bytes, 1.0)
     return cpu, memory
 
 
@@ -105,7 +107,7 @@ class KarpenterConsolidation(ClusterAutoscaler):
     def plan(self, snapshot: ClusterSnapshot) -> tuple[int, ...]:
         now = snapshot.time_seconds
         counts = snapshot.pods_per_node()
-        for name, count in zip(snapshot.nodes.names, counts.tolist()):
+        for name, count in zip(snapshot.nodes.names, counts.tolist(), strict=True):
             if count > self.pods_seen.get(name, 0):
                 self.last_pod_added[name] = now
             self.pods_seen[name] = count

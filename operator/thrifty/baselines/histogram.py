@@ -86,12 +86,12 @@ class DecayingHistogram:
         if self.reference_seconds is None:
             self.reference_seconds = _nearest_multiple(time_seconds, self.half_life_seconds)
         if time_seconds > self.reference_seconds + MAX_DECAY_EXPONENT * self.half_life_seconds:
-            self._shift_reference(time_seconds)
+            self._shift_reference(self.reference_seconds, time_seconds)
         return 2.0 ** ((time_seconds - self.reference_seconds) / self.half_life_seconds)
 
-    def _shift_reference(self, time_seconds: float) -> None:
+    def _shift_reference(self, reference_seconds: float, time_seconds: float) -> None:
         new_reference = _nearest_multiple(time_seconds, self.half_life_seconds)
-        exponent = math.floor((self.reference_seconds - new_reference) / self.half_life_seconds + 0.5)
+        exponent = math.floor((reference_seconds - new_reference) / self.half_life_seconds + 0.5)
         self.weights *= 2.0**exponent
         self.total_weight *= 2.0**exponent
         self.reference_seconds = new_reference

@@ -58,7 +58,8 @@ def normalised_network_score(costs: np.ndarray, candidates: np.ndarray) -> np.nd
     if high == low:
         scores[candidates] = MAX_NODE_SCORE - (costs[candidates] - low).astype(np.int64)
     else:
-        scores[candidates] = MAX_NODE_SCORE - np.trunc(MAX_NODE_SCORE * (costs[candidates] - low) / (high - low)).astype(np.int64)
+        scaled = np.trunc(MAX_NODE_SCORE * (costs[candidates] - low) / (high - low))
+        scores[candidates] = MAX_NODE_SCORE - scaled.astype(np.int64)
     return scores
 
 

@@ -66,7 +66,7 @@ def weighted_resource_score(scores: list[np.ndarray], capacities: list[np.ndarra
     node has none of, with integer division (``resourceAllocationScorer``)."""
     total = np.zeros_like(scores[0])
     weight_sum = np.zeros_like(scores[0])
-    for score, capacity, weight in zip(scores, capacities, weights):
+    for score, capacity, weight in zip(scores, capacities, weights, strict=True):
         present = capacity > 0
         total += np.where(present, score * weight, 0)
         weight_sum += np.where(present, weight, 0)

@@ -292,7 +292,8 @@ class VpaRecommender(PlacedByKubeScheduler):
                 for r in rows.tolist():
                     bounded = _capped(recommendation, containers, r)
                     request = {CPU: containers.cpu_request_millicores[r], MEMORY: containers.memory_request_bytes[r]}
-                    target = {k: v for k, v in ((CPU, bounded.cpu_target), (MEMORY, bounded.memory_target)) if k in controlled}
+                    target = {k: v for k, v in ((CPU, bounded.cpu_target), (MEMORY, bounded.memory_target))
+                              if k in controlled}
                     lower = {CPU: bounded.cpu_lower, MEMORY: bounded.memory_lower}
                     upper = {CPU: bounded.cpu_upper, MEMORY: bounded.memory_upper}
                     if self._should_update(request, target, lower, upper,

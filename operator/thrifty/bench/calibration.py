@@ -42,7 +42,7 @@ class Grid:
 
     def settings(self) -> list[dict[str, float]]:
         names = list(self.values)
-        return [dict(zip(names, combo)) for combo in itertools.product(*(self.values[n] for n in names))]
+        return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(self.values[n] for n in names))]
 
 
 GRIDS: tuple[Grid, ...] = (

@@ -109,7 +109,8 @@ def background_following(stream: PodStream, target_millicores: np.ndarray, step_
     order = np.argsort(np.asarray(stream.creation_seconds, dtype=float), kind="stable")
     cpu = np.asarray(stream.cpu_request_millicores, dtype=float)[order]
     memory = np.asarray(stream.memory_request_bytes, dtype=float)[order]
-    lifetime = (np.asarray(stream.deletion_seconds, dtype=float) - np.asarray(stream.creation_seconds, dtype=float))[order]
+    lifetime = (np.asarray(stream.deletion_seconds, dtype=float)
+                - np.asarray(stream.creation_seconds, dtype=float))[order]
     usable = np.isfinite(lifetime) & (lifetime > 0)
     lifetime = np.where(usable, lifetime, float(np.median(lifetime[usable])) if usable.any() else DAY_SECONDS)
     names = [stream.names[i] for i in order.tolist()]
@@ -138,7 +139,7 @@ def background_following(stream: PodStream, target_millicores: np.ndarray, step_
     rows = np.asarray(picked, dtype=np.int64)
     laps = np.arange(len(rows))
     return BackgroundPods(
-        names=tuple(f"background/{names[p]}-{i}" for i, p in zip(laps.tolist(), rows.tolist())),
+        names=tuple(f"background/{names[p]}-{i}" for i, p in zip(laps.tolist(), rows.tolist(), strict=True)),
         arrival_seconds=np.asarray(arrival, dtype=float),
         departure_seconds=np.asarray(departure, dtype=float),
         cpu_request_millicores=cpu[rows],

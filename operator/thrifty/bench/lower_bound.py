@@ -1,6 +1,7 @@
 """Lower bounds on the energy any policy can spend on a scenario: a loose one and a strict one.
 
-Both rest on the same unavoidable demand. At each step the cluster must run at least the CPU and memory that the load makes unavoidable:
+Both rest on the same unavoidable demand. At each step the cluster must run at least the CPU and
+memory that the load makes unavoidable:
 
 * CPU: the step's requests times each workload's CPU per request, plus the per-pod baseline CPU
   of ``replicas.min`` pods of every workload, plus the usage of the background pods present
@@ -100,7 +101,7 @@ def fewest_nodes(capacities: np.ndarray, demand: float) -> int:
     if demand <= 0:
         return 0
     cumulative = np.cumsum(np.sort(capacities)[::-1])
-    return int(min(np.searchsorted(cumulative, demand, side="left") + 1, len(capacities)))
+    return min(int(np.searchsorted(cumulative, demand, side="left")) + 1, len(capacities))
 
 
 class EnergyLowerBound:
@@ -119,7 +120,8 @@ class EnergyLowerBound:
         usable = self.cpu_capacity > 0
         self.wake_cost = self.idle - self.standby
         """(nodes,) idle minus standby watts."""
-        self.dynamic_slope = np.where(usable, chord * (peak - self.idle) / np.where(usable, self.cpu_capacity, 1.0), 0.0)
+        self.dynamic_slope = np.where(
+            usable, chord * (peak - self.idle) / np.where(usable, self.cpu_capacity, 1.0), 0.0)
         """(nodes,) least dynamic watts per millicore of load on each node."""
         self.dynamic_watts_per_millicore = float(np.min(self.dynamic_slope[usable]))
         workloads = scenario.workloads
@@ -133,9 +135,10 @@ class EnergyLowerBound:
         self.step_seconds = scenario.step_seconds
         self.background = scenario.background
         if self.background is not None:
+            background = self.background
             self.background_fits = np.array([
                 bool(np.any((self.cpu_capacity >= c) & (self.memory_capacity >= m)))
-                for c, m in zip(self.background.cpu_request_millicores, self.background.memory_request_bytes)])
+                for c, m in zip(background.cpu_request_millicores, background.memory_request_bytes, strict=True)])
 
     def demand(self, step_index: int, request_rate_per_second: np.ndarray) -> tuple[float, float]:
         """Unavoidable CPU (millicores) and memory (bytes) in step ``step_index``."""

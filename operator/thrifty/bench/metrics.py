@@ -129,7 +129,8 @@ class RunMetrics:
             "oom_kills": float(self.oom_kills),
             "throttled_hours": self.throttled_seconds / 3600.0,
             "throttled_fraction": float(np.mean(np.concatenate(self.throttled_fraction))),
-            "cross_node_call_fraction": self.cross_node_calls / self.dependency_calls if self.dependency_calls > 0 else 0.0,
+            "cross_node_call_fraction": (
+                self.cross_node_calls / self.dependency_calls if self.dependency_calls > 0 else 0.0),
             "unschedulable_pods": float(np.mean(self.unschedulable)),
             "decision_ms_p50": float(np.percentile(decisions_ms, 50)),
             "decision_ms_p99": float(np.percentile(decisions_ms, 99)),

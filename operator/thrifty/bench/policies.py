@@ -45,8 +45,8 @@ from thrifty.baselines import (
     TargetLoadPacking,
     VpaConfig,
     VpaRecommender,
+    calibrated,
 )
-from thrifty.baselines import calibrated
 from thrifty.baselines.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerNodes
 from thrifty.baselines.consolidation import HighNodeUtilization, KarpenterConsolidation
 from thrifty.baselines.vpa import MEMORY

@@ -2,10 +2,10 @@
 
 ``results.csv`` has one row per policy and scenario, plus one ``lower-bound`` (loose) and one
 ``strict-bound`` (whole nodes) row per scenario (energy and node count only); every policy row
-has its energy over each (``energy_over_bound``, ``strict_bound_ratio``). ``results.md`` has the per-policy means over scenarios (the table
-``docs/evaluation.md`` quotes) and energy and SLO violations per scenario. Plots (matplotlib,
-Agg backend): energy against SLO violation rate per policy, and cluster power over time on the
-first scenario with the lower bound.
+has its energy over each (``energy_over_bound``, ``strict_bound_ratio``). ``results.md`` has the
+per-policy means over scenarios (the table ``docs/evaluation.md`` quotes) and energy and SLO
+violations per scenario. Plots (matplotlib, Agg backend): energy against SLO violation rate per
+policy, and cluster power over time on the first scenario with the lower bound.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import csv
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import cast
+from typing import SupportsFloat, SupportsIndex, cast
 
 import numpy as np
 
@@ -47,6 +47,13 @@ SUMMARY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("fallbacks", "fallbacks", "{:.0f}"),
 )
 """Column key, header and format of the summary table."""
+
+
+def _number(value: object) -> float:
+    """A numeric cell of a row as a float (rows hold names, numbers and intervals alike)."""
+    if isinstance(value, str | SupportsFloat | SupportsIndex):
+        return float(value)
+    raise TypeError(f"not a number: {value!r}")
 
 
 def _kwh(watts: np.ndarray, step_seconds: float) -> float:
@@ -82,7 +89,7 @@ def summary_rows(rows: Sequence[dict[str, object]]) -> list[dict[str, object]]:
         mine = [r for r in rows if r["policy"] == policy]
         means: dict[str, object] = {"policy": policy, "scenarios": len(mine)}
         for column in COLUMNS + RATIO_COLUMNS:
-            values = [float(r[column]) for r in mine if r.get(column) is not None]
+            values = [_number(r[column]) for r in mine if r.get(column) is not None]
             means[column] = float(np.mean(values)) if values else None
         summary.append(means)
     return summary
@@ -119,9 +126,9 @@ def best_baseline(summary: Sequence[dict[str, object]], violation_rate: float) -
     peers = [row for row in summary if is_baseline(str(row["policy"]))]
     if not peers:
         return None
-    eligible = [row for row in peers if float(row["slo_violation_rate"]) <= violation_rate] or \
-        [min(peers, key=lambda row: float(row["slo_violation_rate"]))]
-    return str(min(eligible, key=lambda row: float(row["energy_kwh"]))["policy"])
+    eligible = [row for row in peers if _number(row["slo_violation_rate"]) <= violation_rate] or \
+        [min(peers, key=lambda row: _number(row["slo_violation_rate"]))]
+    return str(min(eligible, key=lambda row: _number(row["energy_kwh"]))["policy"])
 
 
 def statistics_rows(rows: Sequence[dict[str, object]]) -> list[dict[str, object]]:
@@ -134,21 +141,22 @@ def statistics_rows(rows: Sequence[dict[str, object]]) -> list[dict[str, object]
     for row in summary:
         policy = str(row["policy"])
         mine = [r for r in rows if r["policy"] == policy]
-        energy = [float(r["energy_kwh"]) for r in mine]
-        slo = [float(r["slo_violation_rate"]) for r in mine]
+        energy = [_number(r["energy_kwh"]) for r in mine]
+        slo = [_number(r["slo_violation_rate"]) for r in mine]
         stats: dict[str, object] = {
             "policy": policy, "scenarios": len(mine),
             "energy_kwh": float(np.mean(energy)), "energy_kwh_ci": bootstrap_interval(energy),
             "slo_violation_rate": float(np.mean(slo)), "slo_violation_rate_ci": bootstrap_interval(slo),
-            "strict_bound_ratio": float(np.mean([float(r["strict_bound_ratio"]) for r in mine])),
+            "strict_bound_ratio": float(np.mean([_number(r["strict_bound_ratio"]) for r in mine])),
         }
-        peer = best_baseline([r for r in summary if r["policy"] != policy], float(row["slo_violation_rate"]))
+        peer = best_baseline([r for r in summary if r["policy"] != policy], _number(row["slo_violation_rate"]))
         if peer is not None:
             pairs = [(r, by[(peer, str(r["scenario"]))]) for r in mine if (peer, str(r["scenario"])) in by]
-            energy_diff = [float(a["energy_kwh"]) - float(b["energy_kwh"]) for a, b in pairs]
-            slo_diff = [float(a["slo_violation_rate"]) - float(b["slo_violation_rate"]) for a, b in pairs]
+            energy_diff = [_number(a["energy_kwh"]) - _number(b["energy_kwh"]) for a, b in pairs]
+            slo_diff = [_number(a["slo_violation_rate"]) - _number(b["slo_violation_rate"]) for a, b in pairs]
             stats.update(best_baseline=peer,
-                         energy_diff_kwh=float(np.mean(energy_diff)), energy_diff_kwh_ci=bootstrap_interval(energy_diff),
+                         energy_diff_kwh=float(np.mean(energy_diff)),
+                         energy_diff_kwh_ci=bootstrap_interval(energy_diff),
                          slo_diff=float(np.mean(slo_diff)), slo_diff_ci=bootstrap_interval(slo_diff))
         out.append(stats)
     return out
@@ -256,12 +264,12 @@ def write_plots(results: Sequence[RunResult], summary: Sequence[dict[str, object
     figure, axes = plt.subplots(figsize=(8, 5.5))
     markers = "osD^v<>PX*"
     for i, row in enumerate(policies):
-        axes.scatter(100 * float(row["slo_violation_rate"]), float(row["energy_kwh"]), s=50,
+        axes.scatter(100 * _number(row["slo_violation_rate"]), _number(row["energy_kwh"]), s=50,
                      marker=markers[i % len(markers)], label=str(row["policy"]))
     for name, style in ((LOWER_BOUND, ":"), (STRICT_BOUND, "--")):
         bound = next((s for s in summary if s["policy"] == name), None)
         if bound is not None:
-            axes.axhline(float(bound["energy_kwh"]), linestyle=style, color="grey", label=name)
+            axes.axhline(_number(bound["energy_kwh"]), linestyle=style, color="grey", label=name)
     axes.legend(fontsize=7, loc="best")
     axes.set_xlabel("SLO violations (% of workload-steps)")
     axes.set_ylabel("energy (kWh, mean over scenarios)")

@@ -66,9 +66,9 @@ class KubernetesHarness(Harness):
     autoscaler: ClusterAutoscaler | None = None
     descheduler: HighNodeUtilization | None = None
 
-    def step(self) -> HarnessStep:
+    def step(self, *, place: bool = True) -> HarnessStep:
         if self.autoscaler is None:
-            return super().step()
+            return super().step(place=place)
         before = self.simulator.snapshot()
         evicted = self.autoscaler.plan(before)
         if self.descheduler is not None:
@@ -80,7 +80,7 @@ class KubernetesHarness(Harness):
             self.simulator.scale(w, replicas - len(names), remove=names)
             self.simulator.scale(w, replicas)
         standby = set(np.asarray(before.nodes.names)[before.nodes.standby].tolist())
-        step = super().step()
+        step = super().step(place=place)
         if any(d.node in standby for d in step.placements):
             self.autoscaler.record_scale_up(before.time_seconds)
         return step
@@ -92,7 +92,8 @@ class KubernetesHarness(Harness):
         snapshot = self.simulator.snapshot()
         index = {name: w for w, name in enumerate(snapshot.workloads.names)}
         replaced = [
-            dataclasses.replace(d, remove_pods=replicaset_victims(snapshot, index[d.workload], d.replicas_from - d.replicas_to))
+            dataclasses.replace(
+                d, remove_pods=replicaset_victims(snapshot, index[d.workload], d.replicas_from - d.replicas_to))
             if d.replicas_to < d.replicas_from else d
             for d in decisions
         ]
@@ -170,7 +171,7 @@ def run_policy(scenario: Scenario, spec: ScenarioSpec, policy: PolicySpec, steps
             strict_watts[m], strict_nodes[m] = tight.watts, tight.nodes
         if on_step is not None:
             on_step(k + 1)
-    return RunResult(policy.name, spec, measured, scenario.step_seconds, metrics.summary(), np.asarray(metrics.watts), bound_watts,
-                     bound_nodes, strict_watts, strict_nodes,
+    return RunResult(policy.name, spec, measured, scenario.step_seconds, metrics.summary(), np.asarray(metrics.watts),
+                     bound_watts, bound_nodes, strict_watts, strict_nodes,
                      float(requested_cpu_fraction(scenario, steps)[spec.warmup_steps:].max()),
                      time.perf_counter() - started)

@@ -164,7 +164,7 @@ class MemoryLedger:
         container seen for the first time with kills counts as new). Forgets gone containers."""
         containers, pods = snapshot.containers, snapshot.pods
         kills = containers.oom_kills_total
-        keys = [(pods.names[p], name) for p, name in zip(containers.pod_index.tolist(), containers.names)]
+        keys = [(pods.names[p], name) for p, name in zip(containers.pod_index.tolist(), containers.names, strict=True)]
         new = np.array([kills[r] > self.kills_seen.get(key, 0.0) for r, key in enumerate(keys)], dtype=bool)
         # The window slides, so the count also falls: always keep the latest.
         self.kills_seen = {key: float(kills[r]) for r, key in enumerate(keys)}

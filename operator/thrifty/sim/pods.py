@@ -103,7 +103,7 @@ class PodStore:
         old = self.capacity
         new = max(2 * old, old + needed, 16)
         for name, (dtype, empty) in _SCALAR_COLUMNS.items():
-            column = np.full(new, empty, dtype=dtype)
+            column: np.ndarray = np.full(new, empty, dtype=dtype)
             column[:old] = getattr(self, name)
             setattr(self, name, column)
         for name, (dtype, empty) in _HISTORY_COLUMNS.items():
@@ -136,9 +136,9 @@ class PodStore:
             self._grow(count - len(free))
             free = np.flatnonzero(~self.alive)
         slots = free[:count]
-        for name, (dtype, empty) in _SCALAR_COLUMNS.items():
+        for name, (_dtype, empty) in _SCALAR_COLUMNS.items():
             getattr(self, name)[slots] = empty
-        for name, (dtype, empty) in _HISTORY_COLUMNS.items():
+        for name, (_dtype, empty) in _HISTORY_COLUMNS.items():
             getattr(self, name)[:, slots] = empty
         self.alive[slots] = True
         self.workload[slots] = workload
@@ -152,7 +152,7 @@ class PodStore:
         self.created_seconds[slots] = created_seconds
         self.serial[slots] = np.arange(self._next_serial, self._next_serial + count)
         self._next_serial += count
-        for slot, name in zip(slots.tolist(), names):
+        for slot, name in zip(slots.tolist(), names, strict=True):
             self.names[slot] = name
             self.slot_of[name] = slot
         return slots

@@ -40,7 +40,8 @@ down), gaps are filled by linear interpolation, and a window of the horizon's le
 seeded offset, wrapping around when the trace is shorter than the horizon.
 
 Shapes are normalised over the whole horizon, or over its first ``history_seconds`` when the
-horizon starts with history before the run. Initial sizing is what a careful team would deploy, over-provisioned but not absurdly:
+horizon starts with history before the run. Initial sizing is what a careful team would deploy,
+over-provisioned but not absurdly:
 replicas keep the p95 request-driven CPU at ``initial_cpu_utilisation_target`` of their
 request-driven CPU, the request adds the p95 baseline, the memory request covers the series'
 peak with ``initial_memory_headroom``. The SLO is ``slo_service_time_multiple`` times the service
@@ -52,6 +53,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from typing import TypedDict
 
 import numpy as np
 
@@ -110,6 +112,7 @@ def build_scenario(traces: Sequence[Trace], *, config: ScenarioConfig = Scenario
     rng = np.random.default_rng(seed)
     steps = max(1, round(config.horizon_seconds / config.step_seconds))
     history = round(config.history_seconds / config.step_seconds)
+    assert inventory is not None  # a missing inventory is in ``missing`` above
     nodes = _sample_nodes(inventory, config.n_nodes, rng)
     small = [
         i for i, graph in enumerate(graphs) if len(_microservices(graph)) <= config.max_workloads_per_application
@@ -128,11 +131,12 @@ def build_scenario(traces: Sequence[Trace], *, config: ScenarioConfig = Scenario
     calls_per_request: list[float] = []
     for app, graph_index in enumerate(chosen.tolist()):
         graph = graphs[graph_index]
-        entry = sum(
+        windows = [
             _shape(rate_series[i], "request_rate_per_second", config.step_seconds, steps, rng)
             for i in rng.integers(len(rate_series), size=REQUEST_SERIES_PER_APPLICATION).tolist()
-        )
-        entry = _normalised(entry, history) * _log_uniform(rng, config.entry_request_rate_range_per_second)
+        ]
+        entry = _normalised(sum(windows[1:], windows[0]), history) * _log_uniform(
+            rng, config.entry_request_rate_range_per_second)
         energy_weight = float(rng.uniform(*config.energy_weight_range))
         first = len(workloads)
         invocations, edges, kinds = _graph_arithmetic(graph)
@@ -272,11 +276,11 @@ def _graph_arithmetic(graph: CallGraph) -> tuple[dict[int, float], list[tuple[in
         calls_by_type: dict[str, float] = {}
         for e in np.flatnonzero(target == i).tolist():
             calls_by_type[graph.rpc_type[e]] = calls_by_type.get(graph.rpc_type[e], 0.0) + weight[e]
-        main = max(calls_by_type, key=calls_by_type.get) if calls_by_type else "rpc"
+        main = max(calls_by_type, key=lambda rpc: calls_by_type[rpc]) if calls_by_type else "rpc"
         kinds[i] = {_CACHE_RPC: "cache", _DATABASE_RPC: "database"}.get(main, "service")
     edges = [
         (s, t, w / invocations[s])
-        for s, t, w in zip(source.tolist(), target.tolist(), weight.tolist())
+        for s, t, w in zip(source.tolist(), target.tolist(), weight.tolist(), strict=True)
         if s in invocations and t in invocations and s != t and invocations[s] > 0
     ]
     return invocations, edges, kinds
@@ -336,8 +340,22 @@ def _workload(
     )
 
 
+class DeployedSize(TypedDict):
+    """The :class:`WorkloadSpec` fields :func:`deployed_size` sets."""
+
+    replicas: int
+    cpu_request_millicores: float
+    cpu_limit_millicores: float
+    memory_request_bytes: float
+    memory_limit_bytes: float
+    cpu_max_millicores: float
+    memory_min_bytes: float
+    memory_max_bytes: float
+    slo_latency_p95_seconds: float
+
+
 def deployed_size(rate: np.ndarray, work: float, baseline: np.ndarray, memory: np.ndarray,
-                  config: ScenarioConfig) -> dict[str, float]:
+                  config: ScenarioConfig) -> DeployedSize:
     """The initial sizing rule of the module docstring, from the series it is given (rate in
     requests/s, ``work`` in millicore-seconds per request, baseline CPU in millicores, memory in
     bytes per pod): the :class:`WorkloadSpec` fields ``replicas``, requests, limits, their

@@ -210,7 +210,7 @@ class Simulator:
         pods = self._pods
         slots = np.flatnonzero(pods.alive & (pods.node == UNBOUND))
         slots = slots[np.argsort(pods.serial[slots], kind="stable")]
-        return tuple(pods.names[s] for s in slots.tolist())
+        return tuple(_live_name(pods.names[s]) for s in slots.tolist())
 
     def workload_pods(self, workload: int | str) -> tuple[str, ...]:
         """Names of a workload's pods (Pending ones included), oldest first."""
@@ -572,7 +572,7 @@ class Simulator:
         self._name_counter[index] += count
         names = [f"{self.workload_names[index]}-{first + i}" for i in range(count)]
         cpu_request, cpu_limit, memory_request, memory_limit = self._template[index]
-        phases = 0
+        phases: np.ndarray | int = 0
         if self.scenario.replica_memory_phases:
             phases = replica_phase_steps(index, np.arange(first, first + count), self._memory.shape[1])
         self._pods.add(
@@ -753,6 +753,12 @@ class Simulator:
             )
             self._names_cache = (self._names_version, names, containers)
         return self._names_cache[1], self._names_cache[2]
+
+
+def _live_name(name: str | None) -> str:
+    """A live slot's pod name (only a free slot has none)."""
+    assert name is not None, "a free pod slot"
+    return name
 
 
 def replica_phase_steps(workload: int, pod_numbers: np.ndarray, horizon_steps: int) -> np.ndarray:

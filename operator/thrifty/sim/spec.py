@@ -33,7 +33,7 @@ def _fail(owner: object, name: str, problem: str) -> None:
 
 
 def _column(owner: object, name: str, n: int, *, dtype: type = float) -> np.ndarray:
-    values = np.asarray(getattr(owner, name), dtype=dtype)
+    values: np.ndarray = np.asarray(getattr(owner, name), dtype=dtype)
     if values.shape != (n,):
         _fail(owner, name, f"expected shape ({n},), got {values.shape}")
     return values
@@ -110,7 +110,7 @@ class WorkloadSpec:
         n = len(np.asarray(self.request_rate_per_second))
         if n < 1:
             _fail(self, "request_rate_per_second", "needs at least one sample")
-        series = ("request_rate_per_second", "cpu_baseline_millicores", "memory_per_pod_bytes")
+        series: tuple[str, ...] = ("request_rate_per_second", "cpu_baseline_millicores", "memory_per_pod_bytes")
         if self.cpu_shared_demand_millicores is not None:
             series += ("cpu_shared_demand_millicores",)
         for name in series:
