@@ -34,6 +34,7 @@ from thrifty.config import SimulatorConfig
 from thrifty.core import WorkloadDecision
 from thrifty.energy import PowerModel
 from thrifty.harness import Harness, HarnessStep
+from thrifty.policy.base import PolicyError
 from thrifty.sim import Scenario, Simulator
 from thrifty.snapshot import ClusterSnapshot
 
@@ -175,3 +176,13 @@ def run_policy(scenario: Scenario, spec: ScenarioSpec, policy: PolicySpec, steps
                      bound_watts, bound_nodes, strict_watts, strict_nodes,
                      float(requested_cpu_fraction(scenario, steps)[spec.warmup_steps:].max()),
                      time.perf_counter() - started)
+
+
+def run_named_policy(scenario: Scenario, spec: ScenarioSpec, policy: PolicySpec, steps: int,
+                     on_step: Callable[[int], None] | None = None,
+                     strict_bound: StrictEnergyBound | None = None) -> RunResult:
+    """:func:`run_policy`, with a policy that cannot load named by its ``--policies`` entry."""
+    try:
+        return run_policy(scenario, spec, policy, steps, on_step=on_step, strict_bound=strict_bound)
+    except PolicyError as error:
+        raise PolicyError(f"--policies {policy.name}: {error}") from error
