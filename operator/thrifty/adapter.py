@@ -39,7 +39,7 @@ WATCH_TIMEOUT_SECONDS = 300
 REPORTING_COMPONENT = "thrifty.dev/operator"
 """``reportingComponent`` of Thrifty's Events (``source.component`` is ``thrifty``)."""
 PEERING_GROUP = "kopf.dev"
-HTTP_METHODS = {"list": "GET", "create": "POST", "patch": "PATCH", "delete": "DELETE"}
+HTTP_METHODS = {"get": "GET", "list": "GET", "watch": "GET", "create": "POST", "patch": "PATCH", "delete": "DELETE"}
 """The HTTP method of each Kubernetes verb Thrifty uses."""
 
 
@@ -185,11 +185,12 @@ class Kube:
         return (await self._call("list", PLURAL, "list rlworkloads", path))["items"]
 
     async def list_raw(self, path: str) -> dict:
-        """A LIST of ``path`` as the API answers it (``items`` and ``metadata.resourceVersion``)."""
-        return await self._call(f"list {path}", "GET", path)
+        """A LIST of ``path`` as the API answers it (``items`` and ``metadata.resourceVersion``);
+        counted under the collection's name, the path's last segment."""
+        return await self._call("list", path.rstrip("/").rsplit("/", 1)[-1], f"list {path}", path)
 
     async def get_workload(self, namespace: str, name: str) -> dict:
-        return await self._call(f"get rlworkload {namespace}/{name}", "GET",
+        return await self._call("get", PLURAL, f"get rlworkload {namespace}/{name}",
                                 f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace)}/{PLURAL}/{quote(name)}")
 
     async def watch(self, path: str, resource_version: str,
@@ -199,12 +200,15 @@ class Kube:
         Raises :class:`KubeError` when the watch cannot start or breaks."""
         query = [("watch", "1"), ("resourceVersion", resource_version), ("allowWatchBookmarks", "true"),
                  ("timeoutSeconds", str(timeout_seconds))]
+        resource = path.rstrip("/").rsplit("/", 1)[-1]
         try:
             response = await self._client.call_api(
                 path, "GET", query_params=query, header_params={"Accept": "application/json"},
                 auth_settings=["BearerToken"], _preload_content=False, _request_timeout=timeout_seconds + 30)
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            self._metrics.count_api_request("watch", resource, 0)
             raise KubeError(f"watch {path}", 0, f"{type(error).__name__}: {error}") from error
+        self._metrics.count_api_request("watch", resource, response.status)
         try:
             if not 200 <= response.status < 300:
                 raise KubeError(f"watch {path}", response.status, (await response.read()).decode(errors="replace"))

@@ -57,6 +57,9 @@ def test_api_calls_are_counted_by_verb_resource_and_outcome() -> None:
         try:
             assert await kube.list_pods() == []
             await kube.list_pods()
+            assert (await kube.list_raw("/api/v1/pods"))["items"] == []  # the informer's LIST
+            with pytest.raises(KubeError):
+                await kube.get_workload("ns", "missing")  # no such route: 404
             with pytest.raises(KubeError):
                 await kube.bind_pod("ns", "p", "uid", "node-0")
             with pytest.raises(KubeError):
@@ -74,7 +77,8 @@ def test_api_calls_are_counted_by_verb_resource_and_outcome() -> None:
     asyncio.run(calls())
     counted = {(s.labels["verb"], s.labels["resource"], s.labels["outcome"]): s.value
                for s in metrics.registry.collect() if s.name == "thrifty_kube_api_requests" for s in s.samples}
-    assert counted == {("list", "pods", "success"): 2.0, ("create", "pods/binding", "client-error"): 1.0,
+    assert counted == {("list", "pods", "success"): 3.0, ("get", "rlworkloads", "client-error"): 1.0,
+                       ("create", "pods/binding", "client-error"): 1.0,
                        ("patch", "rlworkloads/status", "server-error"): 1.0, ("list", "nodes", "no-response"): 1.0}
 
 
