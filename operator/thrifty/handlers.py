@@ -272,7 +272,8 @@ def free_pod_names(workload: WorkloadSpec, pods: Iterable[Mapping], count: int) 
     decide the same scale-out pick the same names, and the API server refuses the duplicate.
     """
     taken = {p["metadata"]["name"] for p in pods if p["metadata"].get("namespace") == workload.namespace}
-    names, index = [], 0
+    names: list[str] = []
+    index = 0
     while len(names) < count:
         candidate = f"{workload.name}-{index}"
         if candidate not in taken:
@@ -363,18 +364,19 @@ class Reconciler:
             for problems in errors.values():
                 problems.append(f"usage unknown: {error}")
         self.history.record(now, usage_containers)
-        latency = {}
+        latency: dict[str, float] = {}
         query = next((w.latency_query for w in workloads if w.key == latency_of), None)
-        if query and self.prometheus is None:
-            errors[latency_of].append("latency unknown: spec.slo.latencyQuery is set but the operator runs "
-                                      "without --prometheus-url")
-        elif query:
-            try:
-                latency[latency_of] = await self.prometheus.query_seconds(query)
-                self.metrics.set_source(PROMETHEUS, up=True)
-            except MetricsSourceError as error:
-                self.metrics.set_source(PROMETHEUS, up=False)
-                errors[latency_of].append(f"latency unknown: {error}")
+        if latency_of is not None and query is not None:
+            if self.prometheus is None:
+                errors[latency_of].append("latency unknown: spec.slo.latencyQuery is set but the operator runs "
+                                          "without --prometheus-url")
+            else:
+                try:
+                    latency[latency_of] = await self.prometheus.query_seconds(query)
+                    self.metrics.set_source(PROMETHEUS, up=True)
+                except MetricsSourceError as error:
+                    self.metrics.set_source(PROMETHEUS, up=False)
+                    errors[latency_of].append(f"latency unknown: {error}")
         return Observation(now, nodes, pods, workloads, {object_key(o): o for o in objects}, usage_nodes,
                            usage_containers, latency, errors)
 
@@ -393,7 +395,7 @@ class Reconciler:
                                                               2 * self.config.reconcile_interval_seconds)
         self._energy_time = now
         watts = self.power.node_watts(snapshot.nodes)
-        self.metrics.set_node_power(dict(zip(snapshot.nodes.names, watts.tolist())), elapsed)
+        self.metrics.set_node_power(dict(zip(snapshot.nodes.names, watts.tolist(), strict=True)), elapsed)
 
     # --- Events ----------------------------------------------------------------------------------
 
@@ -582,7 +584,8 @@ class Reconciler:
         growth is left as it is (the core checked the first pod's node; the others may differ).
         """
         nodes = snapshot.nodes
-        free = dict(zip(nodes.names, zip(nodes.cpu_free_millicores.tolist(), nodes.memory_free_bytes.tolist())))
+        free = dict(zip(nodes.names, zip(nodes.cpu_free_millicores.tolist(), nodes.memory_free_bytes.tolist(),
+                                         strict=True), strict=True))
         removed = set(decision.remove_pods)
         outcome: dict[str, list[str]] = {c.name: [] for c in decision.containers}
         skipped: dict[str, int] = {c.name: 0 for c in decision.containers}
@@ -611,7 +614,7 @@ class Reconciler:
             free[node] = (cpu_free - grow_cpu, memory_free - grow_memory)
             obs.put(resized)
             applied.resized_pods += 1
-            for name, size in sizes.items():
+            for name in sizes:
                 change = next(c for c in decision.containers if c.name == name)
                 reason = change.reason if change.changed else f"brought {name} to the workload's size"
                 record = vertical_record(dataclasses.replace(change, current=current[name], reason=reason),
@@ -622,13 +625,13 @@ class Reconciler:
                 continue
             errors = outcome[change.name]
             if errors:
-                result, error = FAILED, "; ".join(errors)
+                result, why = FAILED, "; ".join(errors)
             elif skipped[change.name]:
-                result, error = REJECTED, f"{skipped[change.name]} pods' nodes have no room to grow"
+                result, why = REJECTED, f"{skipped[change.name]} pods' nodes have no room to grow"
             else:
-                result, error = APPLIED, ""
+                result, why = APPLIED, ""
             applied.records.append(vertical_record(change, outcome=result, time_seconds=obs.time_seconds,
-                                                   error=error))
+                                                   error=why))
 
     async def _recommend(self, obs: Observation, workload: WorkloadSpec, decision: WorkloadDecision,
                          memory: _Memory) -> _Applied:
@@ -723,11 +726,14 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
 
     # backoff: a step that failed (the API was briefly away) is retried one interval later, not
     # after kopf's default minute.
-    @kopf.timer(GROUP, VERSION, PLURAL, id="reconcile", interval=interval, backoff=interval, registry=registry)
+    # kopf passes every handler keyword argument; the handlers take the few they use (and **_),
+    # which kopf's Protocol types (TimerFn, WatchingFn) cannot express.
+    @kopf.timer(GROUP, VERSION, PLURAL, id="reconcile", interval=interval, backoff=interval,  # type: ignore[arg-type]
+                registry=registry)
     async def reconcile(namespace: str, name: str, stopped: kopf.DaemonStopped, **_: object) -> None:
         await reconciler.reconcile(namespace, name, stopped=stopped)
 
-    @kopf.on.event(GROUP, VERSION, PLURAL, id="forget", registry=registry)
+    @kopf.on.event(GROUP, VERSION, PLURAL, id="forget", registry=registry)  # type: ignore[arg-type]
     def forget(event: Mapping, namespace: str, name: str, **_: object) -> None:
         if event.get("type") == "DELETED":
             reconciler.forget(f"{namespace}/{name}")
