@@ -23,6 +23,7 @@ from tests.cluster.test_install import (
     does_its_whole_job,
     identity,
     service_account_kubeconfig,
+    start_scheduler_container,
 )
 from tests.conftest import REPO, Cluster
 from tests.support.operator import create_namespace
@@ -103,6 +104,10 @@ def test_operator_does_its_whole_job_with_the_chart_permissions(release: Release
                                  log_path=tmp / "thrifty-run.log", extra_args=FAST, namespace=NAMESPACE)
     workloads = release.watched or create_namespace(cluster, "thrifty-chart-apps")
     operator.start()
+    operator.scheduler_log = tmp / "kube-scheduler.log"
+    scheduler = start_scheduler_container(cluster, kubeconfig=tmp / "sa.kubeconfig",
+                                          extender_port=operator.extender_port, log_path=operator.scheduler_log,
+                                          namespace=NAMESPACE)
     try:
         does_its_whole_job(operator, workloads)
         peering = ["kopfpeering", "thrifty", "-n", release.watched] if release.watched else ["clusterkopfpeering",
@@ -111,14 +116,18 @@ def test_operator_does_its_whole_job_with_the_chart_permissions(release: Release
     finally:
         # The RLWorkload carries kopf's finalizer: the operator, still running, releases it.
         cluster.kubectl("delete", "rlw", "--all", "-n", workloads, "--wait", "--timeout=60s", check=False)
+        scheduler.stop()
         operator.stop()
         if not release.watched:
             cluster.kubectl("delete", "namespace", workloads, "--wait=false", check=False)
 
 
 def test_writes_are_granted_only_where_the_release_watches(release: Release) -> None:
-    """Watching all namespaces, the ServiceAccount writes in any; watching one, in that one only.
-    Pods are listed across the cluster either way: every pod's requests fill its node."""
+    """Watching all namespaces, the ServiceAccount writes in any; watching one, the operator's own
+    writes (pods it creates, its RLWorkloads) are in that one only. Pods are listed across the
+    cluster either way: every pod's requests fill its node. The kube-scheduler container shares
+    the pod's ServiceAccount, and places and preempts thrifty pods anywhere (delete pods, Events):
+    those stay cluster-wide (charts/thrifty/README.md, Limits)."""
     cluster = release.cluster
 
     def can_i(verb: str, resource: str, namespace: str) -> str:
@@ -126,8 +135,9 @@ def test_writes_are_granted_only_where_the_release_watches(release: Release) -> 
                                check=False).stdout.strip()
 
     elsewhere = "kube-public"
-    for verb, resource in [("create", "pods"), ("delete", "pods"), ("patch", "rlworkloads.thrifty.dev"),
-                           ("create", "events")]:
+    for verb, resource in [("create", "pods"), ("patch", "rlworkloads.thrifty.dev")]:
         assert can_i(verb, resource, release.watched or "default") == "yes", (verb, resource)
         assert can_i(verb, resource, elsewhere) == ("no" if release.watched else "yes"), (verb, resource)
+    for verb, resource in [("delete", "pods"), ("create", "events"), ("create", "pods/binding")]:
+        assert can_i(verb, resource, elsewhere) == "yes", (verb, resource)
     assert can_i("list", "pods", elsewhere) == "yes"

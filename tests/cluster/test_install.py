@@ -139,14 +139,17 @@ def deployment_args(cluster: Cluster, namespace: str = NAMESPACE) -> list[str]:
     return [arg.replace(IMAGE_POLICIES, str(REPO / "policies")) for arg in container["args"]]
 
 
-def start_scheduler_container(cluster: Cluster, *, kubeconfig: Path, extender_port: int, log_path: Path
-                              ) -> KubeSchedulerProcess:
-    """The Deployment's kube-scheduler container as a local process: its command, the installed
-    ConfigMap's configuration, the ServiceAccount's identity; the extender's port on loopback is
-    moved to the local operator's."""
-    deployment = json.loads(cluster.kubectl("get", "deployment", "thrifty", "-n", NAMESPACE, "-o", "json").stdout)
-    [container] = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "kube-scheduler"]
-    configmap = json.loads(cluster.kubectl("get", "configmap", "thrifty-scheduler", "-n", NAMESPACE, "-o",
+def start_scheduler_container(cluster: Cluster, *, kubeconfig: Path, extender_port: int, log_path: Path,
+                              namespace: str = NAMESPACE) -> KubeSchedulerProcess:
+    """The Deployment's kube-scheduler container as a local process: its command, the ConfigMap
+    its volume mounts, the ServiceAccount's identity; the extender's port on loopback is moved to
+    the local operator's. Returns once it holds its Lease (its informers must first list all that
+    its plugins read, which the RBAC must allow)."""
+    deployment = json.loads(cluster.kubectl("get", "deployment", "thrifty", "-n", namespace, "-o", "json").stdout)
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = [c for c in pod["containers"] if c["name"] == "kube-scheduler"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == "scheduler-config"]
+    configmap = json.loads(cluster.kubectl("get", "configmap", volume["configMap"]["name"], "-n", namespace, "-o",
                                            "json").stdout)
     config = yaml.safe_load(configmap["data"]["config.yaml"])
     config["clientConnection"]["kubeconfig"] = str(kubeconfig)
@@ -156,6 +159,13 @@ def start_scheduler_container(cluster: Cluster, *, kubeconfig: Path, extender_po
     assert container["command"][1:] == ["--config=/etc/thrifty-scheduler/config.yaml", "--secure-port=0"]
     scheduler = KubeSchedulerProcess(f"{cluster.bin_dir}/kube-scheduler", yaml.safe_dump(config), str(log_path))
     scheduler.start()
+    [profile] = config["profiles"]
+    lease = config["leaderElection"]
+    wait_for("the kube-scheduler container to hold its Lease", lambda: cluster.kubectl(
+        "get", "lease", lease["resourceName"], "-n", lease["resourceNamespace"], "-o",
+        "jsonpath={.spec.holderIdentity}", check=False).stdout.strip(),
+        diagnose=lambda: "\n".join(log_path.read_text(errors="replace").splitlines()[-10:]))
+    assert profile["schedulerName"] == "thrifty"
     return scheduler
 
 
@@ -211,14 +221,9 @@ def operator(installed: Cluster, image_bin: Path, tmp_path_factory: pytest.TempP
                            kubeconfig=service_account_kubeconfig(installed, tmp / "thrifty.kubeconfig"),
                            log_path=tmp / "thrifty-run.log", extra_args=FAST)
     op.start()
-    scheduler = start_scheduler_container(installed, kubeconfig=tmp / "thrifty.kubeconfig",
-                                          extender_port=op.extender_port, log_path=tmp / "kube-scheduler.log")
     op.scheduler_log = tmp / "kube-scheduler.log"
-    # Its informers must list everything its plugins read (RBAC) before it elects itself.
-    wait_for("the kube-scheduler container to hold its Lease", lambda: installed.kubectl(
-        "get", "lease", "thrifty-scheduler", "-n", NAMESPACE, "-o", "jsonpath={.spec.holderIdentity}",
-        check=False).stdout.strip(), diagnose=lambda: op.log_tail() + "\n" + "\n".join(
-            op.scheduler_log.read_text(errors="replace").splitlines()[-10:]))
+    scheduler = start_scheduler_container(installed, kubeconfig=tmp / "thrifty.kubeconfig",
+                                          extender_port=op.extender_port, log_path=op.scheduler_log)
     yield op
     scheduler.stop()
     op.stop()
