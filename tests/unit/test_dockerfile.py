@@ -46,7 +46,7 @@ def _instructions() -> list[tuple[str, str]]:
 
 def _deployment_container() -> dict:
     deployment = yaml.safe_load((REPO / "manifests" / "deployment.yaml").read_text())
-    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    [container] = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "operator"]
     return container | {"podSecurityContext": deployment["spec"]["template"]["spec"]["securityContext"]}
 
 
