@@ -16,11 +16,12 @@ work the same way as any other call. The same credentials are handed to kopf thr
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import socket
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
@@ -31,6 +32,11 @@ from kubernetes_asyncio.config import load_incluster_config, load_kube_config
 from thrifty.actions import ContainerResources
 from thrifty.metrics import Metrics
 from thrifty.observe import GROUP, KIND, PLURAL, VERSION, WORKLOAD_LABEL, WorkloadSpec, resource_quantities
+
+if TYPE_CHECKING:
+    from thrifty.record import EventText
+
+logger = logging.getLogger("thrifty")
 
 REQUEST_TIMEOUT_SECONDS = 30.0
 """Longest a single API call may take before the step gives up on it."""
@@ -319,6 +325,16 @@ class Kube:
                                 f"the {kind} CRD is not installed: kubectl apply -f crds/kopf-peering.yaml, "
                                 "or run with --standalone") from error
             raise
+
+
+async def post_explanation(kube: Kube, involved: Mapping, event: EventText, action: str, time: str) -> None:
+    """Post an Event; failing to explain must not undo or stop what was decided, so an error is
+    logged, not raised."""
+    try:
+        await kube.post_event(involved, type=event.type, reason=event.reason, message=event.message,
+                              action=action, time=time)
+    except KubeError as error:
+        logger.warning("could not post event %s: %s", event.reason, error)
 
 
 class Prometheus:

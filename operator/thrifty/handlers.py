@@ -47,7 +47,7 @@ import kopf
 import numpy as np
 
 from thrifty.actions import ContainerResources, container_groups
-from thrifty.adapter import Kube, KubeError, MetricsSourceError, Prometheus, pod_manifest
+from thrifty.adapter import Kube, KubeError, MetricsSourceError, Prometheus, pod_manifest, post_explanation
 from thrifty.core import (
     ContainerDecision,
     WorkloadDecision,
@@ -401,11 +401,7 @@ class Reconciler:
 
     async def _post(self, involved: Mapping, event: EventText, action: str) -> None:
         """Post an Event; failing to explain must not stop the step, so errors are logged."""
-        try:
-            await self.kube.post_event(involved, type=event.type, reason=event.reason, message=event.message,
-                                       action=action, time=format_time(self.clock()))
-        except KubeError as error:
-            logger.warning("could not post event %s: %s", event.reason, error)
+        await post_explanation(self.kube, involved, event, action, format_time(self.clock()))
 
     # --- Placement recommendations ------------------------------------------------------------
 

@@ -35,7 +35,7 @@ import numpy as np
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Histogram
 
-from thrifty.adapter import Kube, KubeError
+from thrifty.adapter import Kube, KubeError, post_explanation
 from thrifty.core import PlacementDecision, bind_in_snapshot, choose_placement, placement_reason
 from thrifty.energy import PowerModel
 from thrifty.extender.scores import binding_args, candidate_nodes, host_priorities, neutral_priorities
@@ -353,11 +353,7 @@ class Extender:
         return float(self.power.node_watts(bind_in_snapshot(snapshot, pod, node).nodes).sum())
 
     async def _post(self, involved: Mapping, event: EventText, action: str) -> None:
-        try:
-            await self.kube.post_event(involved, type=event.type, reason=event.reason, message=event.message,
-                                       action=action, time=format_time(self.clock()))
-        except KubeError as error:
-            logger.warning("could not post event %s: %s", event.reason, error)
+        await post_explanation(self.kube, involved, event, action, format_time(self.clock()))
 
     async def _write_status(self, namespace: str, name: str, record: DecisionRecord) -> None:
         """Add the record to ``status.lastDecisions``, under the sizing step's lock so that the
