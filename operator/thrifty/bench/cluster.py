@@ -35,8 +35,8 @@ import threading
 import time
 import urllib.request
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +44,15 @@ from pathlib import Path
 import numpy as np
 
 from thrifty.energy import PowerModel, power_class_for_cpu
-from thrifty.observe import POWER_CLASS_LABEL, cpu_millicores, format_cpu, format_memory, memory_bytes, parse_time, pod_requests
+from thrifty.observe import (
+    POWER_CLASS_LABEL,
+    cpu_millicores,
+    format_cpu,
+    format_memory,
+    memory_bytes,
+    parse_time,
+    pod_requests,
+)
 from thrifty.snapshot import NodeTable
 from thrifty.traces import PodStream
 
@@ -73,7 +81,8 @@ class SchedulerRun:
     wall_seconds: float
 
 
-def pod_manifests(stream: PodStream, count: int, scheduler: str, run_id: str, request_scale: float = 1.0) -> list[dict]:
+def pod_manifests(stream: PodStream, count: int, scheduler: str, run_id: str,
+                  request_scale: float = 1.0) -> list[dict]:
     """The first ``count`` pods of ``stream`` by creation time, as pause pods for ``scheduler``,
     with their requests times ``request_scale``."""
     order = np.argsort(np.asarray(stream.creation_seconds, dtype=float), kind="stable")[:count]
@@ -83,7 +92,8 @@ def pod_manifests(stream: PodStream, count: int, scheduler: str, run_id: str, re
             "terminationGracePeriodSeconds": 0,
             "containers": [{"name": "main", "image": PAUSE_IMAGE, "resources": {"requests": {
                 "cpu": format_cpu(float(stream.cpu_request_millicores[row]) * request_scale),
-                "memory": format_memory(round(float(stream.memory_request_bytes[row]) * request_scale / 2**20) * 2**20)}}}],
+                "memory": format_memory(
+                    round(float(stream.memory_request_bytes[row]) * request_scale / 2**20) * 2**20)}}}],
         }
         if scheduler != DEFAULT_SCHEDULER:
             spec["schedulerName"] = scheduler
@@ -99,7 +109,8 @@ def _condition_latency(pod: Mapping) -> float:
     return float("nan")
 
 
-def node_energy_watts(nodes: Sequence[Mapping], pods: Sequence[Mapping], power_model: PowerModel | None = None) -> tuple[float, int]:
+def node_energy_watts(nodes: Sequence[Mapping], pods: Sequence[Mapping],
+                      power_model: PowerModel | None = None) -> tuple[float, int]:
     """Cluster watts on requests and the number of nodes holding a pod (see the module docstring)."""
     names = [n["metadata"]["name"] for n in nodes]
     position = {name: i for i, name in enumerate(names)}
@@ -118,7 +129,7 @@ def node_energy_watts(nodes: Sequence[Mapping], pods: Sequence[Mapping], power_m
         cpu_requested_millicores=cpu, memory_requested_bytes=memory,
         cpu_usage_millicores=np.full(len(nodes), np.nan), memory_usage_bytes=np.full(len(nodes), np.nan),
         power_class=tuple(n["metadata"].get("labels", {}).get(POWER_CLASS_LABEL) or power_class_for_cpu(c)
-                          for n, c in zip(nodes, cpu_capacity)),
+                          for n, c in zip(nodes, cpu_capacity, strict=True)),
         schedulable=np.ones(len(nodes), dtype=bool), standby=count == 0,
     )
     return float((power_model or PowerModel()).node_watts(table).sum()), int(np.count_nonzero(count))
@@ -247,7 +258,8 @@ def _wait_for_lease(kubeconfig: str, lease: str, deadline: float) -> None:
     coordination = client.CoordinationV1Api(config.new_client_from_config(config_file=kubeconfig))
     while True:
         try:
-            if coordination.read_namespaced_lease(lease, "kube-system").spec.holder_identity:
+            spec = coordination.read_namespaced_lease(lease, "kube-system").spec
+            if spec is not None and spec.holder_identity:
                 return
         except client.ApiException as error:
             if error.status != 404:

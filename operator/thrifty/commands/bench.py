@@ -20,6 +20,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from thrifty.commands.flags import non_negative_int, positive_float, positive_int
 
@@ -122,7 +123,7 @@ class _Progress:
 
 
 def _settings(args: argparse.Namespace) -> tuple[list[int], list[int], int]:
-    defaults = CALIBRATION if args.calibrate else QUICK if args.quick else FULL
+    defaults: dict[str, Any] = CALIBRATION if args.calibrate else QUICK if args.quick else FULL
     nodes = defaults["nodes"]
     if args.regime == "light":
         nodes = LIGHT_NODES["quick" if args.quick or args.calibrate else "full"]
@@ -209,7 +210,8 @@ def _cluster(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "operator.log"
-    print(f"thrifty bench: {args.cluster_pods} pods, kube-scheduler then Thrifty (operator log: {log})", file=sys.stderr)
+    print(f"thrifty bench: {args.cluster_pods} pods, kube-scheduler then Thrifty (operator log: {log})",
+          file=sys.stderr)
     scraped: list[str] = []
     try:
         runs = cluster.compare_schedulers(
