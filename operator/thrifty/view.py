@@ -115,9 +115,6 @@ class ClusterView:
         self._nodes = {n["metadata"]["name"]: _parse_node(n) for n in nodes}
         self._node_tables = None
 
-    def node_names(self) -> tuple[str, ...]:
-        return self._tables()[0]
-
     def _tables(self) -> tuple:
         if self._node_tables is None:
             names = tuple(self._nodes)
@@ -175,10 +172,6 @@ class ClusterView:
         """The node the view counts the pod on (bound or assumed), else None."""
         row = self._row.get(pod_key)
         return None if row is None else self._node_of[row]
-
-    def __len__(self) -> int:
-        """Bound (and assumed) pods."""
-        return len(self._names)
 
     def _put(self, key: str, pod: Mapping, node: str) -> None:
         cpu, memory = pod_requests(pod)

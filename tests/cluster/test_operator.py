@@ -251,6 +251,26 @@ def test_recommend_mode_records_and_changes_nothing(operator: Operator, k: Kubec
     assert status["containers"][0]["requests"]["cpu"] == request
 
 
+def test_recommend_mode_shadow_placement_of_thriftys_own_pods(operator: Operator, k: Kubectl) -> None:
+    """A Recommend-mode workload whose template names Thrifty's scheduler: the extender answers
+    equal scores (kube-scheduler's choice stands) and records the node it would have chosen with
+    the estimated power difference, in the status, as an Event and as a metric."""
+    before = operator.sample("thrifty_shadow_placement_power_difference_watts",
+                             "thrifty_shadow_placement_power_difference_watts_count") or 0.0
+    k.apply(rlworkload("shadow", mode="Recommend", scheduler="thrifty", replicas={"min": 2, "max": 2}))
+    wait_for("both pods bound", lambda: len(p := k.pods_of("shadow")) == 2 and all(
+        x["spec"].get("nodeName") for x in p), diagnose=operator.log_tail)
+    shadows = wait_for("shadow placements in the status", lambda: [
+        d for d in k.get("rlw", "shadow").get("status", {}).get("lastDecisions", [])
+        if d["kind"] == "Placement" and "kube-scheduler placed it on" in d["reason"]], diagnose=operator.log_tail)
+    assert all(d["outcome"] == "Recommended" and d["action"].startswith("bind to ") and " W against" in d["reason"]
+               for d in shadows), shadows
+    wait_for("a PlacementRecommended Event", lambda: "PlacementRecommended" in _reasons(k, "shadow", "RLWorkload"))
+    after = operator.sample("thrifty_shadow_placement_power_difference_watts",
+                            "thrifty_shadow_placement_power_difference_watts_count")
+    assert after is not None and after >= before + 1
+
+
 def test_status_and_events_explain_the_decisions(operator: Operator, k: Kubectl) -> None:
     k.apply(rlworkload("explain", replicas={"min": 2, "max": 4}))
     workload = wait_for("explain's status to settle", lambda: (w := k.get("rlw", "explain")).get(
