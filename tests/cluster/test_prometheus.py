@@ -20,7 +20,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.cluster.test_install import FAST, InstalledOperator, install, service_account_kubeconfig, uninstall
+from tests.cluster.test_install import (
+    FAST,
+    InstalledOperator,
+    install,
+    service_account_kubeconfig,
+    start_scheduler_container,
+    uninstall,
+)
 from tests.conftest import REPO, Cluster
 from tests.support.operator import Kubectl, create_namespace, free_port, rlworkload, wait_for
 from thrifty.dashboard import queries
@@ -104,10 +111,14 @@ def monitored(installed: Cluster, rule_file: Path, image_bin: Path, tmp_path_fac
                          "--dir", str(directory)], capture_output=True, text=True, timeout=600)
     assert up.returncode == 0, f"hack/prometheus.sh up failed:\n{up.stdout}{up.stderr}"
     prometheus = Prometheus(directory, prometheus_port)
-    namespace = None
+    namespace, scheduler = None, None
     try:
         prometheus.load_rules(rule_file)
         operator.start()
+        # The Deployment's kube-scheduler container places the pods through the extender.
+        operator.scheduler_log = tmp / "kube-scheduler.log"
+        scheduler = start_scheduler_container(installed, kubeconfig=tmp / "thrifty.kubeconfig",
+                                              extender_port=operator.extender_port, log_path=operator.scheduler_log)
         # The first scrape must come before the first placement: rate() sees only what a
         # counter gains between two samples, so placements before it would be invisible.
         wait_for("Prometheus to scrape the operator", lambda: prometheus.get(
@@ -126,6 +137,8 @@ def monitored(installed: Cluster, rule_file: Path, image_bin: Path, tmp_path_fac
         if namespace:
             # The RLWorkload carries kopf's finalizer: let the running operator release it.
             installed.kubectl("delete", "namespace", namespace, "--wait", "--timeout=60s", check=False)
+        if scheduler is not None:
+            scheduler.stop()
         operator.stop()
         subprocess.run([str(REPO / "hack" / "prometheus.sh"), "down", "--dir", str(directory)], timeout=60)
 
