@@ -111,7 +111,7 @@ def test_bench_runs_on_the_exported_trace(history, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with (out / "results.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert [r["scenario"] for r in rows if r["policy"] == "thrifty-heuristic"] == ["n4-s0"], rows
+    assert [(r["nodes"], r["seed"]) for r in rows if r["policy"] == "thrifty-heuristic"] == [("4", "0")], rows
     assert "usage.tar.gz" in (out / "results.md").read_text(), "results.md does not name the exported trace"
 
 
