@@ -131,7 +131,9 @@ def test_writes_are_granted_only_where_the_release_watches(release: Release) -> 
     cluster = release.cluster
 
     def can_i(verb: str, resource: str, namespace: str) -> str:
+        resource, _, subresource = resource.partition("/")
         return cluster.kubectl("auth", "can-i", verb, resource, "-n", namespace, f"--as={identity(NAMESPACE)}",
+                               *([f"--subresource={subresource}"] if subresource else []),
                                check=False).stdout.strip()
 
     elsewhere = "kube-public"
