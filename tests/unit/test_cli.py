@@ -54,6 +54,13 @@ def test_a_flag_without_value_reads_true_or_false(monkeypatch: pytest.MonkeyPatc
      "environment variable THRIFTY_PROMETHEUS_URL: --prometheus-url: must be an http:// or https:// URL"),
     ("THRIFTY_LOG_FORMAT", "xml", "environment variable THRIFTY_LOG_FORMAT: invalid choice: 'xml'"),
     ("THRIFTY_STANDALONE", "maybe", "environment variable THRIFTY_STANDALONE: must be true or false"),
+    ("THRIFTY_EXTENDER_PORT", "0",
+     "environment variable THRIFTY_EXTENDER_PORT: --extender-port: must be a TCP port from 1 to 65535, got '0'"),
+    ("THRIFTY_PERCENTAGE_OF_NODES_TO_SCORE", "101",
+     "environment variable THRIFTY_PERCENTAGE_OF_NODES_TO_SCORE: --percentage-of-nodes-to-score: "
+     "must be from 0 to 100"),
+    ("THRIFTY_POLICY_BUDGET_SECONDS", "0",
+     "environment variable THRIFTY_POLICY_BUDGET_SECONDS: --policy-budget-seconds: must be a positive number"),
 ])
 def test_a_bad_variable_is_refused_naming_it(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
                                              variable: str, text: str, message: str) -> None:

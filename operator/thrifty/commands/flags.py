@@ -115,6 +115,11 @@ def non_negative_int(flag: str) -> Callable[[str], int]:
     return number(flag, int, lambda v: v >= 0, ">= 0")
 
 
+def port(flag: str) -> Callable[[str], int]:
+    """A TCP port, 1 to 65535."""
+    return number(flag, int, lambda v: 1 <= v <= 65535, "a TCP port from 1 to 65535")
+
+
 def positive_float(flag: str) -> Callable[[str], float]:
     """A finite number > 0."""
     return number(flag, float, lambda v: v > 0, "a positive number")

@@ -45,8 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--interval-seconds", type=flags.number("--interval-seconds", float, lambda v: v > 0,
                                                                 "a number > 0"), default=15.0,
                         help="seconds between two sizing steps of a workload (default: %(default)s)")
-    parser.add_argument("--metrics-port", type=flags.number("--metrics-port", int, lambda v: 1 <= v <= 65535,
-                                                            "a TCP port from 1 to 65535"), default=8000,
+    parser.add_argument("--metrics-port", type=flags.port("--metrics-port"), default=8000,
                         help="port of the Prometheus /metrics endpoint (default: %(default)s)")
     parser.add_argument("--metrics-address", default="0.0.0.0",
                         help="address the /metrics endpoint listens on (default: %(default)s)")

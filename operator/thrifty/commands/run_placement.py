@@ -7,11 +7,12 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import math
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from thrifty.commands import flags
 
 if TYPE_CHECKING:
     from thrifty.adapter import Kube
@@ -27,9 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--extender-address", default="127.0.0.1",
                        help="address the extender listens on; loopback, kube-scheduler runs beside it "
                             "(default: %(default)s)")
-    group.add_argument("--extender-port", type=int, default=8888,
+    group.add_argument("--extender-port", type=flags.port("--extender-port"), default=8888,
                        help="port of the extender (default: %(default)s)")
-    group.add_argument("--policy-budget-seconds", type=float, default=0.1,
+    group.add_argument("--policy-budget-seconds", type=flags.positive_float("--policy-budget-seconds"), default=0.1,
                        help="longest the policy may score one pod before the heuristic answers (default: %(default)s)")
     group.add_argument("--kube-scheduler-binary", metavar="PATH",
                        help="kube-scheduler to start (default: hack/build.sh's cached release, else PATH)")
@@ -38,12 +39,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "(thrifty scheduler-config)")
     group.add_argument("--scheduler-lease", default="thrifty-scheduler", metavar="NAME",
                        help="leader-election Lease of the child kube-scheduler, in kube-system (default: %(default)s)")
-    group.add_argument("--percentage-of-nodes-to-score", type=int, default=100,
+    group.add_argument("--percentage-of-nodes-to-score", default=100,
+                       type=flags.number("--percentage-of-nodes-to-score", int, lambda v: 0 <= v <= 100,
+                                         "from 0 to 100"),
                        help="feasible nodes the child kube-scheduler finds before scoring, in %% of all nodes; "
                             "0: upstream's adaptive default (default: %(default)s, the policy sees every node)")
-    group.add_argument("--kube-scheduler-qps", type=float, default=50.0,
+    group.add_argument("--kube-scheduler-qps", type=flags.positive_float("--kube-scheduler-qps"), default=50.0,
                        help="the child kube-scheduler's API requests per second (default: %(default)s)")
-    group.add_argument("--kube-scheduler-burst", type=int, default=100,
+    group.add_argument("--kube-scheduler-burst", type=flags.positive_int("--kube-scheduler-burst"), default=100,
                        help="the child kube-scheduler's API request burst (default: %(default)s)")
 
 
@@ -61,14 +64,6 @@ def setup(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Placemen
     from thrifty.kubescheduler import find_binary
     from thrifty.schedulerconfig import SchedulerConfig
 
-    if not 1 <= args.extender_port <= 65535:
-        parser.error(f"--extender-port: must be a TCP port from 1 to 65535, got {args.extender_port}")
-    if not (math.isfinite(args.policy_budget_seconds) and args.policy_budget_seconds > 0):
-        parser.error(f"--policy-budget-seconds: must be a number > 0, got {args.policy_budget_seconds}")
-    if not 0 <= args.percentage_of_nodes_to_score <= 100:
-        parser.error(f"--percentage-of-nodes-to-score: must be from 0 to 100, got {args.percentage_of_nodes_to_score}")
-    if not (math.isfinite(args.kube_scheduler_qps) and args.kube_scheduler_qps > 0) or args.kube_scheduler_burst < 1:
-        parser.error("--kube-scheduler-qps and --kube-scheduler-burst: must be > 0")
     extender = ExtenderConfig(address=args.extender_address, port=args.extender_port,
                               policy_budget_seconds=args.policy_budget_seconds,
                               last_decisions_limit=args.last_decisions)
