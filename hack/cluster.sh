@@ -116,7 +116,7 @@ ours() {
   local pid argv0
   pid=$(cat "$1" 2>/dev/null) || return 1
   [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  argv0=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n 1) || return 1
+  argv0=$({ tr '\0' '\n' <"/proc/$pid/cmdline"; } 2>/dev/null | head -n 1) || return 1
   [[ "$argv0" == "$CLUSTER_DIR/bin/"* ]]
 }
 
@@ -221,12 +221,34 @@ ensure_nodes() {
   log "$NODES nodes Ready ($(($(date +%s) - t0)) s)"
 }
 
+# kwokctl forks every component at once and does not wait for the API server first. The others
+# retry, but metrics-server exits (a panic) when its first request is refused, and nothing starts it
+# again. `kwokctl start cluster` starts only the components that are not running.
+RESTARTS_MAX=5
+restarts=0
+revive_components() {
+  local pidfile dead=()
+  for pidfile in "$CLUSTER_DIR"/pids/*.pid; do
+    ours "$pidfile" || dead+=("$(basename "$pidfile" .pid)")
+  done
+  ((${#dead[@]})) || return 0
+  ((restarts < RESTARTS_MAX)) || fail "${dead[*]} exited again after $RESTARTS_MAX restarts"
+  restarts=$((restarts + 1))
+  log "${dead[*]} exited; starting it again ($restarts of $RESTARTS_MAX)"
+  for pidfile in "${dead[@]}"; do
+    [[ -f "$CLUSTER_DIR/logs/$pidfile.log" ]] && tail -n 3 "$CLUSTER_DIR/logs/$pidfile.log" >&2
+  done
+  kwokctl start cluster --name "$NAME" >>"$KWOKCTL_LOG" 2>&1 8>&- ||
+    fail "kwokctl start cluster failed"
+}
+
 # metrics.k8s.io is served by metrics-server through the aggregator; it answers once metrics-server
 # has registered and done a first scrape of kwok's simulated kubelets.
 wait_metrics() {
   local deadline=$(($(date +%s) + TIMEOUT))
   until k --request-timeout=10s get --raw /apis/metrics.k8s.io/v1beta1/nodes >/dev/null 2>&1; do
     (($(date +%s) < deadline)) || fail "metrics.k8s.io not served after ${TIMEOUT}s"
+    revive_components
     sleep 2
   done
 }

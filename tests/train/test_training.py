@@ -30,7 +30,8 @@ def test_smoke_run_writes_a_complete_artefact(trained_policy):
     with np.load(trained_policy / WEIGHTS_FILE) as weights:
         assert "placement.score.weight" in weights.files and "sizing.replicas.weight" in weights.files
         assert not any(name.startswith("value.") for name in weights.files)
-    rows = list(csv.DictReader((trained_policy / "training_metrics.csv").open()))
+    with (trained_policy / "training_metrics.csv").open() as metrics:
+        rows = list(csv.DictReader(metrics))
     # Iteration 0 is the cloned start, validated before PPO.
     assert [(row["task"], row["iteration"]) for row in rows] == [
         ("placement", "0"), ("placement", "1"), ("sizing", "0"), ("sizing", "1")]
