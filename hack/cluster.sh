@@ -157,7 +157,9 @@ create_cluster() {
   # --enable-crds: simulated usage (what metrics-server reports) is set through kwok's
   # ResourceUsage/ClusterResourceUsage objects in the API, so tests can change it at run time.
   write_kwokctl_config
-  if ! kwokctl create cluster \
+  # From the work dir: kwokctl runs `metrics-server version`, which writes self-signed certificates
+  # into its working directory (apiserver.local.config/), and that must not be the checkout.
+  if ! (cd "$KWOK_WORKDIR" && kwokctl create cluster \
     --config "$KWOKCTL_CONFIG" \
     --name "$NAME" \
     --runtime binary \
@@ -171,7 +173,7 @@ create_cluster() {
     --enable metrics-server \
     --disable-qps-limits \
     --enable-crds ResourceUsage,ClusterResourceUsage \
-    --wait "${TIMEOUT}s" >"$KWOKCTL_LOG" 2>&1 8>&-; then
+    --wait "${TIMEOUT}s" >"$KWOKCTL_LOG" 2>&1 8>&-); then
     fail "kwokctl create cluster failed"
   fi
   [[ -f "$KUBECONFIG_PATH" ]] || fail "kwokctl wrote no kubeconfig at $KUBECONFIG_PATH"
@@ -238,7 +240,7 @@ revive_components() {
   for pidfile in "${dead[@]}"; do
     [[ -f "$CLUSTER_DIR/logs/$pidfile.log" ]] && tail -n 3 "$CLUSTER_DIR/logs/$pidfile.log" >&2
   done
-  kwokctl start cluster --name "$NAME" >>"$KWOKCTL_LOG" 2>&1 8>&- ||
+  (cd "$KWOK_WORKDIR" && kwokctl start cluster --name "$NAME") >>"$KWOKCTL_LOG" 2>&1 8>&- ||
     fail "kwokctl start cluster failed"
 }
 
