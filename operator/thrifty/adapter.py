@@ -257,14 +257,6 @@ class Kube:
             if error.status != 404:
                 raise
 
-    async def bind_pod(self, namespace: str, name: str, uid: str, node: str) -> None:
-        """Bind through the pod's ``binding`` subresource, as kube-scheduler does."""
-        await self._call("create", "pods/binding", f"bind pod {namespace}/{name} to {node}",
-                         f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}/binding",
-                         body={"apiVersion": "v1", "kind": "Binding",
-                               "metadata": {"name": name, "namespace": namespace, "uid": uid},
-                               "target": {"apiVersion": "v1", "kind": "Node", "name": node}})
-
     async def resize_pod(self, namespace: str, name: str, sizes: Mapping[str, ContainerResources]) -> dict:
         """Resize containers in place through the pod's ``resize`` subresource (no restart).
 

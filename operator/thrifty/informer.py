@@ -4,6 +4,10 @@ RLWorkloads, and node and pod usage from metrics.k8s.io once per ``metrics_refre
 A watch that the server ends (its timeout) resumes from the last resourceVersion seen; one that
 breaks, or whose resourceVersion is too old (410 Gone), starts again from a fresh LIST, as
 client-go's reflector does. :attr:`Informer.synced` is set once all three kinds were listed.
+
+A pod of Thrifty's scheduler seen waiting and then with a node is reported once to ``on_bound``
+(the extender explains its placement from there). A pod bound while a watch was broken is not
+reported: the LIST after it shows it bound already.
 """
 
 from __future__ import annotations
@@ -53,7 +57,8 @@ class Informer:
     """The watches behind one view; :meth:`run` until cancelled."""
 
     def __init__(self, kube: Kube, view: ClusterView, config: InformerConfig | None = None,
-                 namespace: str | None = None, pending: PendingPods | None = None) -> None:
+                 namespace: str | None = None, pending: PendingPods | None = None,
+                 on_bound: Callable[[Mapping], None] | None = None) -> None:
         self.kube = kube
         self.view = view
         self.config = config or InformerConfig()
@@ -61,6 +66,10 @@ class Informer:
         self.pending = pending
         """Pods waiting for Thrifty's scheduler (``thrifty_pods_pending``), kept from the same pod
         events, at no API cost."""
+        self.on_bound = on_bound
+        """Called with each pod of Thrifty's scheduler the watch shows bound (see the module docstring)."""
+        self._unbound: set[str] = set()
+        """Keys of the pods of Thrifty's scheduler that wait for a node."""
         self.synced = asyncio.Event()
         workloads = (f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}" if namespace
                      else f"/apis/{GROUP}/{VERSION}/{PLURAL}")
@@ -81,15 +90,23 @@ class Informer:
 
     def _apply_pod(self, event_type: str, pod: Mapping) -> None:
         self.view.apply_pod(event_type, pod)
+        key = object_key(pod)
+        waiting = event_type != DELETED and self._waiting(pod)
+        if waiting:
+            self._unbound.add(key)
+        elif key in self._unbound:
+            self._unbound.discard(key)
+            if event_type != DELETED and pod.get("spec", {}).get("nodeName") and self.on_bound is not None:
+                self.on_bound(pod)
         if self.pending is not None:
-            key = object_key(pod)
-            if event_type != DELETED and self._waiting(pod):
+            if waiting:
                 self.pending.waiting(key, parse_time(pod["metadata"].get("creationTimestamp")))
             else:
                 self.pending.done(key)
 
     def _replace_pods(self, pods: list) -> None:
         self.view.replace_pods(pods)
+        self._unbound = {object_key(p) for p in pods if self._waiting(p)}
         if self.pending is not None:
             self.pending.replace({object_key(p): parse_time(p["metadata"].get("creationTimestamp"))
                                   for p in pods if self._waiting(p)})

@@ -107,7 +107,6 @@ _EVENT_REASONS = {
     (PLACEMENT, APPLIED): (NORMAL, "Placed"),
     (PLACEMENT, RECOMMENDED): (NORMAL, "PlacementRecommended"),
     (PLACEMENT, REJECTED): (WARNING, "FailedScheduling"),
-    (PLACEMENT, FAILED): (WARNING, "FailedBinding"),
     (HORIZONTAL, APPLIED): (NORMAL, "Scaled"),
     (HORIZONTAL, RECOMMENDED): (NORMAL, "ScaleRecommended"),
     (HORIZONTAL, FAILED): (WARNING, "FailedScale"),
@@ -131,6 +130,20 @@ def decision_event(record: DecisionRecord, *, on_pod: bool = False) -> EventText
     subject = f"{record.target}: " if record.kind == PLACEMENT and not on_pod else ""
     prefix = {RECOMMENDED: "recommended (mode Recommend, not applied): ", FAILED: "failed: "}.get(record.outcome, "")
     return EventText(kind, reason, _truncate(f"{prefix}{subject}{record.reason}", MAX_EVENT_MESSAGE))
+
+
+def placements_event(records: Sequence[DecisionRecord]) -> EventText:
+    """One Event on an RLWorkload for several of its pods placed with the same outcome: each pod
+    with its node, then the first pod's reason (the others' are on their pods' Events). One
+    record reads as :func:`decision_event`'s."""
+    if len(records) == 1:
+        return decision_event(records[0])
+    first = records[0]
+    kind, reason = _EVENT_REASONS[(first.kind, first.outcome)]
+    prefix = {RECOMMENDED: "recommended (mode Recommend, not applied): ", FAILED: "failed: "}.get(first.outcome, "")
+    moves = ", ".join(f"{r.target} {r.action}" for r in records)
+    return EventText(kind, reason, _truncate(f"{prefix}{len(records)} pods: {moves}; {first.target}: {first.reason}",
+                                             MAX_EVENT_MESSAGE))
 
 
 def fallback_event(explanation: str) -> EventText:

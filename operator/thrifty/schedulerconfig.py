@@ -2,8 +2,9 @@
 
 One profile, ``schedulerName: thrifty``: every filter plugin of the release stays on (affinity,
 spread, ports, volumes, extended resources, pod limits, taints), every score plugin is off, and
-Thrifty's extender scores and binds. The extender is ``ignorable``, so when it is down the
-framework still scores (all nodes equal) and binds the pod itself. ``thrifty scheduler-config``
+Thrifty's extender scores. kube-scheduler binds (its default binder, several pods at once): an
+extender ``bind`` verb would add a second HTTP round trip per pod. The extender is ``ignorable``,
+so when it is down the framework still scores (all nodes equal) and places the pod. ``thrifty scheduler-config``
 prints it; ``thrifty run`` writes it for its child kube-scheduler; manifests/scheduler-config.yaml
 is its ConfigMap form.
 """
@@ -26,7 +27,7 @@ class SchedulerConfig:
     """What the generated configuration is made of."""
 
     extender_url: str = "http://127.0.0.1:8888"
-    """Base URL of Thrifty's extender (``prioritize`` and ``bind`` are appended): loopback."""
+    """Base URL of Thrifty's extender (``/prioritize`` is appended): loopback."""
     extender_weight: int = 1
     """Weight of the extender's score; the only score of the profile, so any positive value."""
     http_timeout_seconds: float = 2.0
@@ -65,7 +66,6 @@ def extender_entry(config: SchedulerConfig) -> dict:
     return {
         "urlPrefix": config.extender_url,
         "prioritizeVerb": "prioritize",
-        "bindVerb": "bind",
         "weight": config.extender_weight,
         "enableHTTPS": config.extender_url.startswith("https://"),
         "nodeCacheCapable": True,

@@ -1,7 +1,7 @@
 """The two Kubernetes mechanisms Thrifty acts through, on a real API server with kwok nodes.
 
 - Placement: a pod with ``schedulerName: thrifty`` is left alone by kube-scheduler and is bound
-  to a node through the pod's ``binding`` subresource, as Thrifty's secondary scheduler does.
+  to a node through the pod's ``binding`` subresource, as kube-scheduler does for Thrifty's profile.
 - Vertical sizing: a running pod's CPU request is changed in place through the pod's ``resize``
   subresource, without recreating or restarting it.
 

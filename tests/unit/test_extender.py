@@ -15,13 +15,13 @@ from aiohttp import ClientSession, web
 from hypothesis import given
 from hypothesis import strategies as st
 
-from thrifty.adapter import KubeError
 from thrifty.core import choose_placement
-from thrifty.extender.scores import MAX_EXTENDER_SCORE, binding_args, candidate_nodes, host_priorities
+from thrifty.extender.scores import MAX_EXTENDER_SCORE, candidate_nodes, host_priorities
 from thrifty.extender.server import Extender, ExtenderConfig
 from thrifty.history import UsageHistory
+from thrifty.informer import Informer
 from thrifty.metrics import Metrics
-from thrifty.observe import parse_workload
+from thrifty.observe import parse_time, parse_workload
 from thrifty.policy.base import PolicyInfo
 from thrifty.policy.heuristic import HeuristicPolicy
 from thrifty.view import ADDED, DELETED, MODIFIED, ClusterView
@@ -119,8 +119,6 @@ def test_lower_policy_scores_never_outrank_higher_ones() -> None:
 def test_wire_format_field_names() -> None:
     assert candidate_nodes({"Pod": {}, "Nodes": None, "NodeNames": ["a", "b"]}) == ["a", "b"]
     assert candidate_nodes({"Pod": {}, "Nodes": {"items": [{"metadata": {"name": "c"}}]}}) == ["c"]
-    args = binding_args({"PodName": "p", "PodNamespace": "ns", "PodUID": "u", "Node": "n1"})
-    assert (args.key, args.uid, args.node) == ("ns/p", "u", "n1")
 
 
 # --- The view ------------------------------------------------------------------------------------
@@ -193,18 +191,12 @@ def test_the_view_feeds_the_same_placement_path_as_the_simulator() -> None:
 # --- The endpoint --------------------------------------------------------------------------------
 
 class FakeKube:
-    """Records binds and Events; ``fail_bind`` answers every bind with a conflict."""
+    """Records Events and RLWorkload status writes."""
 
-    def __init__(self, fail_bind: bool = False) -> None:
-        self.binds: list[tuple[str, str, str]] = []
+    def __init__(self) -> None:
         self.events: list[dict] = []
         self.status: dict[str, dict] = {}
-        self.fail_bind = fail_bind
-
-    async def bind_pod(self, namespace: str, name: str, uid: str, node: str) -> None:
-        if self.fail_bind:
-            raise KubeError(f"bind pod {namespace}/{name} to {node}", 409, "already assigned")
-        self.binds.append((f"{namespace}/{name}", uid, node))
+        self.status_writes = 0
 
     async def post_event(self, involved, **event) -> None:
         self.events.append({"name": involved["metadata"]["name"], "kind": involved.get("kind"), **event})
@@ -214,6 +206,7 @@ class FakeKube:
 
     async def patch_workload_status(self, namespace: str, name: str, status: dict) -> None:
         self.status[f"{namespace}/{name}"] = status
+        self.status_writes += 1
 
 
 async def serve(view: ClusterView, policy, kube: FakeKube, **config) -> tuple[Extender, web.AppRunner, str]:
@@ -232,7 +225,7 @@ async def serve(view: ClusterView, policy, kube: FakeKube, **config) -> tuple[Ex
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    extender._workers = [asyncio.create_task(extender._record_loop())]
+    extender._worker = asyncio.create_task(extender._record_loop())
     port = site._server.sockets[0].getsockname()[1]
     return extender, runner, f"http://127.0.0.1:{port}"
 
@@ -245,9 +238,9 @@ def args_for(obj: dict, nodes: list[str]) -> dict:
     return {"Pod": obj, "Nodes": None, "NodeNames": nodes}
 
 
-def bind_args(obj: dict, node_name: str) -> dict:
-    return {"PodName": obj["metadata"]["name"], "PodNamespace": "ns", "PodUID": obj["metadata"]["uid"],
-            "Node": node_name}
+def bound_to(obj: dict, node_name: str) -> dict:
+    """``obj`` as the watch shows it once kube-scheduler has bound it."""
+    return {**obj, "spec": {**obj["spec"], "nodeName": node_name}}
 
 
 async def drain(extender: Extender) -> None:
@@ -256,7 +249,7 @@ async def drain(extender: Extender) -> None:
     await asyncio.sleep(0.05)
 
 
-def test_prioritize_gives_the_policys_node_ten_and_bind_binds_and_records() -> None:
+def test_prioritize_gives_the_policys_node_ten_and_the_binding_is_explained() -> None:
     async def scenario() -> None:
         view = view_of([node("n1"), node("n2"), node("n3")], [])
         kube = FakeKube()
@@ -267,10 +260,8 @@ def test_prioritize_gives_the_policys_node_ten_and_bind_binds_and_records() -> N
             assert {a["Host"]: a["Score"] for a in answer} == {"n1": 0, "n2": 10, "n3": 3}
             # Assumed at once: the next pod's snapshot counts it on n2.
             assert view.bound_node("ns/a") == "n2"
-            result = await (await http.post(f"{url}/bind", json=bind_args(pod("a"), "n2"))).json()
-            assert result == {"Error": ""}
+        extender.bound(bound_to(pod("a"), "n2"))  # kube-scheduler bound it; the watch says so
         await drain(extender)
-        assert kube.binds == [("ns/a", "uid-a", "n2")]
         assert [e["reason"] for e in kube.events] == ["Scheduled"]
         assert "placed on n2" in kube.events[0]["message"]
         assert extender.metrics.decisions.labels("placement", "applied")._value.get() == 1
@@ -288,7 +279,7 @@ def test_a_failing_policy_falls_back_to_the_heuristic_with_a_warning() -> None:
             answer = await (await http.post(f"{url}/prioritize", json=args_for(pod("a"), ["n1", "n2"]))).json()
             # The heuristic packs: n2 already holds a pod.
             assert {a["Host"]: a["Score"] for a in answer}["n2"] == 10
-            await http.post(f"{url}/bind", json=bind_args(pod("a"), "n2"))
+        extender.bound(bound_to(pod("a"), "n2"))
         await drain(extender)
         assert extender.metrics.fallbacks.labels("placement")._value.get() == 1
         warnings = [e for e in kube.events if e["reason"] == "PolicyFallback"]
@@ -325,7 +316,7 @@ def test_recommend_mode_gets_equal_scores_and_records_the_shadow_choice() -> Non
             answer = await (await http.post(f"{url}/prioritize", json=args_for(obj, ["n1", "n2"]))).json()
             assert len({a["Score"] for a in answer}) == 1
             assert view.bound_node("ns/shadow-0") is None  # not steered, so nothing assumed
-            await http.post(f"{url}/bind", json=bind_args(obj, "n2"))
+        extender.bound(bound_to(obj, "n2"))
         await drain(extender)
         decisions = kube.status["ns/shadow"]["lastDecisions"]
         assert decisions[0]["outcome"] == "Recommended" and decisions[0]["action"] == "bind to n1"
@@ -348,15 +339,59 @@ def test_other_schedulers_pods_get_equal_scores() -> None:
     run(scenario())
 
 
-def test_a_failed_bind_answers_its_error() -> None:
+def test_a_burst_of_one_workload_is_explained_in_one_event_and_one_status_write() -> None:
+    """Each pod gets its own Event; the RLWorkload one Event naming every pod and one status
+    write for the whole batch, not one of each per pod."""
     async def scenario() -> None:
-        view = view_of([node("n1")], [])
-        extender, runner, url = await serve(view, Scores(), FakeKube(fail_bind=True))
+        workload = rlw("web")
+        view = view_of([node("n1"), node("n2")], [])
+        view.apply_workload(ADDED, parse_workload(workload))
+        kube = FakeKube()
+        extender, runner, url = await serve(view, Scores({"n1": 1.0}), kube)
+        pods = [pod(f"web-{i}", owner=workload) for i in range(3)]
         async with ClientSession() as http:
-            result = await (await http.post(f"{url}/bind", json=bind_args(pod("a"), "n1"))).json()
-        assert "409" in result["Error"]
+            for obj in pods:
+                await http.post(f"{url}/prioritize", json=args_for(obj, ["n1", "n2"]))
+        for obj in pods:  # bound faster than the worker writes: one batch
+            extender.bound(bound_to(obj, "n1"))
+        await drain(extender)
+        on_pods = [e for e in kube.events if e["kind"] == "Pod"]
+        on_workload = [e for e in kube.events if e["kind"] == "RLWorkload"]
+        assert sorted(e["name"] for e in on_pods) == ["web-0", "web-1", "web-2"]
+        assert len(on_workload) == 1 and on_workload[0]["reason"] == "Placed"
+        assert on_workload[0]["message"].startswith("3 pods: ")
+        assert all(f"web-{i} bind to n1" in on_workload[0]["message"] for i in range(3))
+        assert kube.status_writes == 1
+        assert len(kube.status["ns/web"]["lastDecisions"]) == 3
         await runner.cleanup()
     run(scenario())
+
+
+def test_a_pod_bound_without_thriftys_scores_only_counts_its_latency() -> None:
+    """Placed while the extender was unreachable: no decision to explain, but its wait counts."""
+    async def scenario() -> None:
+        kube = FakeKube()
+        extender, runner, _ = await serve(view_of([node("n1")], []), Scores(), kube)
+        extender.clock = lambda: parse_time(STAMP) + 3.0
+        extender.bound(bound_to(pod("a"), "n1"))
+        await drain(extender)
+        assert kube.events == [] and kube.status_writes == 0
+        assert extender.metrics.placement_latency._sum.get() == 3.0
+        await runner.cleanup()
+    run(scenario())
+
+
+def test_the_informer_reports_each_binding_of_thriftys_pods_once() -> None:
+    bound: list[str] = []
+    informer = Informer(FakeKube(), view_of([node("n1")], []), namespace="ns",
+                        on_bound=lambda p: bound.append(p["metadata"]["name"]))
+    informer._replace_pods([pod("listed")])
+    for event, obj in [("ADDED", pod("a")), ("ADDED", pod("d", scheduler="default-scheduler")),
+                       ("MODIFIED", pod("a", "n1")), ("MODIFIED", pod("a", "n1")),  # kwok's status update
+                       ("MODIFIED", pod("d", "n1")), ("ADDED", pod("late", "n1")),  # never seen waiting
+                       ("MODIFIED", pod("listed", "n1")), ("ADDED", pod("gone")), ("DELETED", pod("gone"))]:
+        informer._apply_pod(event, obj)
+    assert bound == ["a", "listed"]
 
 
 def test_config_is_checked() -> None:

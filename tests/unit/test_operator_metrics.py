@@ -1,17 +1,16 @@
 """What the operator's I/O and steps count: Kubernetes API calls in the adapter (against a local
-HTTP server standing in for the API server), reconcile errors of the sizing step and the
-extender's bind, and waiting pods from the informer's pod feed (with fake Kubes)."""
+HTTP server standing in for the API server), reconcile errors of the sizing step, and waiting
+pods from the informer's pod feed (with fake Kubes)."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
-from aiohttp import ClientSession, web
+from aiohttp import web
 from kubernetes_asyncio.client import ApiClient, Configuration
 
 from tests.support.operator import free_port
-from tests.unit.test_extender import FakeKube, Scores, bind_args, node, pod, serve, view_of
 from tests.unit.test_metrics import value
 from thrifty.adapter import Kube, KubeError
 from thrifty.handlers import OperatorConfig, Reconciler
@@ -22,19 +21,19 @@ from thrifty.view import ClusterView
 
 
 async def _api_server(port: int) -> web.AppRunner:
-    """Pods list fine; a binding conflicts (409); an RLWorkload status patch fails (500)."""
+    """Pods list fine; a pod deletion conflicts (409); an RLWorkload status patch fails (500)."""
     async def pods(_: web.Request) -> web.Response:
         return web.json_response({"items": []})
 
-    async def binding(_: web.Request) -> web.Response:
-        return web.json_response({"kind": "Status", "message": "already bound"}, status=409)
+    async def conflict(_: web.Request) -> web.Response:
+        return web.json_response({"kind": "Status", "message": "UID precondition failed"}, status=409)
 
     async def status(_: web.Request) -> web.Response:
         return web.json_response({"kind": "Status", "message": "etcd down"}, status=500)
 
     app = web.Application()
     app.router.add_get("/api/v1/pods", pods)
-    app.router.add_post("/api/v1/namespaces/ns/pods/p/binding", binding)
+    app.router.add_delete("/api/v1/namespaces/ns/pods/p", conflict)
     app.router.add_patch("/apis/thrifty.dev/v1alpha1/namespaces/ns/rlworkloads/w/status", status)
     runner = web.AppRunner(app)
     await runner.setup()
@@ -61,7 +60,7 @@ def test_api_calls_are_counted_by_verb_resource_and_outcome() -> None:
             with pytest.raises(KubeError):
                 await kube.get_workload("ns", "missing")  # no such route: 404
             with pytest.raises(KubeError):
-                await kube.bind_pod("ns", "p", "uid", "node-0")
+                await kube.delete_pod("ns", "p", "uid")
             with pytest.raises(KubeError):
                 await kube.patch_workload_status("ns", "w", {"replicas": 1})
         finally:
@@ -78,7 +77,7 @@ def test_api_calls_are_counted_by_verb_resource_and_outcome() -> None:
     counted = {(s.labels["verb"], s.labels["resource"], s.labels["outcome"]): s.value
                for s in metrics.registry.collect() if s.name == "thrifty_kube_api_requests" for s in s.samples}
     assert counted == {("list", "pods", "success"): 3.0, ("get", "rlworkloads", "client-error"): 1.0,
-                       ("create", "pods/binding", "client-error"): 1.0,
+                       ("delete", "pods", "client-error"): 1.0,
                        ("patch", "rlworkloads/status", "server-error"): 1.0, ("list", "nodes", "no-response"): 1.0}
 
 
@@ -124,31 +123,6 @@ def test_reconcile_errors_are_counted_by_kind_of_step() -> None:
         asyncio.run(reconciler.reconcile("ns", "web"))
     assert value(metrics, "thrifty_reconcile_errors_total", kind="sizing") == 2.0
     assert value(metrics, "thrifty_step_duration_seconds_count", step="sizing") == 2.0
-
-
-class _BindFails(FakeKube):
-    def __init__(self, status: int) -> None:
-        super().__init__()
-        self.status_code = status
-
-    async def bind_pod(self, namespace: str, name: str, uid: str, node: str) -> None:
-        raise KubeError(f"bind pod {namespace}/{name} to {node}", self.status_code, "no")
-
-
-@pytest.mark.parametrize(("status", "errors"), [(503, 1.0), (409, 0.0), (404, 0.0)])
-def test_a_failed_bind_is_a_placement_error_unless_the_pod_moved_on(status: int, errors: float) -> None:
-    """503: the API failed Thrifty's bind. 409 / 404: another scheduler bound the pod, or it was
-    deleted: nothing went wrong."""
-    async def scenario() -> float:
-        extender, runner, url = await serve(view_of([node("n1")], []), Scores(), _BindFails(status))
-        try:
-            async with ClientSession() as http:
-                result = await (await http.post(f"{url}/bind", json=bind_args(pod("a"), "n1"))).json()
-            assert str(status) in result["Error"]
-            return value(extender.metrics, "thrifty_reconcile_errors_total", kind="placement")
-        finally:
-            await runner.cleanup()
-    assert asyncio.run(scenario()) == errors
 
 
 def _pod(name: str, *, node: str | None = None, scheduler: str = "thrifty", namespace: str = "ns") -> dict:

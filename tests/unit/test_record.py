@@ -32,6 +32,7 @@ from thrifty.record import (
     metrics_condition,
     metrics_unavailable_event,
     placement_record,
+    placements_event,
     policy_condition,
     policy_load_event,
     ready_condition,
@@ -94,7 +95,6 @@ def test_records_carry_the_core_s_explanation() -> None:
     (PLACEMENT, RECOMMENDED, False, "Normal", "PlacementRecommended",
      "recommended (mode Recommend, not applied): web-0: "),
     (PLACEMENT, REJECTED, True, "Warning", "FailedScheduling", ""),
-    (PLACEMENT, FAILED, False, "Warning", "FailedBinding", "failed: web-0: "),
     (HORIZONTAL, APPLIED, False, "Normal", "Scaled", ""),
     (HORIZONTAL, RECOMMENDED, False, "Normal", "ScaleRecommended", "recommended (mode Recommend, not applied): "),
     (HORIZONTAL, FAILED, False, "Warning", "FailedScale", "failed: "),
@@ -109,6 +109,22 @@ def test_decision_events(kind: str, outcome: str, on_pod: bool, type_: str, reas
     event = decision_event(record, on_pod=on_pod)
     assert (event.type, event.reason) == (type_, reason)
     assert event.message == prefix + "because 212 ms > 200 ms"
+
+
+@pytest.mark.parametrize(("outcome", "count", "reason", "message"), [
+    (APPLIED, 1, "Placed", "web-0: on n0 because it packs"),
+    (APPLIED, 3, "Placed",
+     "3 pods: web-0 bind to n0, web-1 bind to n1, web-2 bind to n2; web-0: on n0 because it packs"),
+    (RECOMMENDED, 2, "PlacementRecommended", "recommended (mode Recommend, not applied): 2 pods: web-0 bind to n0, "
+     "web-1 bind to n1; web-0: on n0 because it packs"),
+])
+def test_placements_of_one_batch_are_one_event(outcome: str, count: int, reason: str, message: str) -> None:
+    records = [DecisionRecord(T, PLACEMENT, f"web-{i}", f"bind to n{i}", f"on n{i} because it packs", outcome)
+               for i in range(count)]
+    event = placements_event(records)
+    assert (event.type, event.reason, event.message) == ("Normal", reason, message)
+    many = [DecisionRecord(T, PLACEMENT, f"web-{i}", "bind to n0", "r", APPLIED) for i in range(500)]
+    assert len(placements_event(many).message) == MAX_EVENT_MESSAGE
 
 
 def test_event_messages_are_bounded() -> None:

@@ -236,9 +236,8 @@ def _extender_latency(metrics_text: str) -> str:
     from thrifty.bench.extender_latency import request_count, request_quantile_seconds
 
     lines = ["| extender verb | calls | p50 ms | p99 ms |", "|---|---:|---:|---:|"]
-    for verb in ("prioritize", "bind"):
-        p50, p99 = (request_quantile_seconds(metrics_text, verb, q) * 1000 for q in (0.5, 0.99))
-        lines.append(f"| {verb} | {request_count(metrics_text, verb)} | {p50:.1f} | {p99:.1f} |")
+    p50, p99 = (request_quantile_seconds(metrics_text, "prioritize", q) * 1000 for q in (0.5, 0.99))
+    lines.append(f"| prioritize | {request_count(metrics_text, 'prioritize')} | {p50:.1f} | {p99:.1f} |")
     return "\n".join(lines)
 
 

@@ -101,6 +101,7 @@ async def placement(setup: PlacementSetup, kube: Kube, reconciler: Reconciler, n
     extender = Extender(config=setup.extender, kube=kube, view=view, history=reconciler.history,
                         policy=reconciler.policy, fallback=reconciler.fallback, metrics=reconciler.metrics,
                         status_lock=reconciler.lock, synced=informer.synced)
+    informer.on_bound = extender.bound
     await extender.start()
     watching = asyncio.create_task(informer.run())
     child = None

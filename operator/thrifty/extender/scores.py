@@ -4,34 +4,17 @@ Field names are those of ``k8s.io/kube-scheduler/extender/v1`` (types.go), whose
 JSON tags, so Go encodes each field under its own capitalised name:
 
 * ``ExtenderArgs``: ``Pod``, ``Nodes`` (only without ``nodeCacheCapable``), ``NodeNames``;
-* ``HostPriorityList``: a list of ``{"Host": name, "Score": int}``, scores 0 to 10;
-* ``ExtenderBindingArgs``: ``PodName``, ``PodNamespace``, ``PodUID``, ``Node``;
-* ``ExtenderBindingResult``: ``{"Error": message}``, empty on success.
+* ``HostPriorityList``: a list of ``{"Host": name, "Score": int}``, scores 0 to 10.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 MAX_EXTENDER_SCORE = 10
 """``MaxExtenderPriority``; kube-scheduler multiplies it up to its own 0..100 node scores."""
-
-
-@dataclass(frozen=True)
-class BindingArgs:
-    """One ``ExtenderBindingArgs``."""
-
-    namespace: str
-    name: str
-    uid: str
-    node: str
-
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
 
 
 def candidate_nodes(args: Mapping) -> list[str]:
@@ -41,11 +24,6 @@ def candidate_nodes(args: Mapping) -> list[str]:
     if names is not None:
         return list(names)
     return [n["metadata"]["name"] for n in ((args.get("Nodes") or {}).get("items") or [])]
-
-
-def binding_args(args: Mapping) -> BindingArgs:
-    """An ``ExtenderBindingArgs``; KeyError names a missing field."""
-    return BindingArgs(args["PodNamespace"], args["PodName"], args["PodUID"], args["Node"])
 
 
 def host_priorities(candidates: Sequence[str], node_names: Sequence[str], scores: np.ndarray,

@@ -1,5 +1,5 @@
-"""The extender's HTTP endpoint (aiohttp), in the operator's process: ``POST /prioritize``,
-``POST /bind``, ``GET /healthz``.
+"""The extender's HTTP endpoint (aiohttp), in the operator's process: ``POST /prioritize`` and
+``GET /healthz``.
 
 ``prioritize`` scores the nodes kube-scheduler's filters left, through the core's one placement
 path (:func:`thrifty.core.choose_placement`: features, policy, safety) on a snapshot of the
@@ -10,10 +10,12 @@ answers (Warning Event, ``thrifty_policy_fallbacks_total{kind="placement"}``). A
 ``Recommend`` mode gets equal scores for its pods (shadow placement): kube-scheduler's choice
 stands, and what Thrifty would have chosen is recorded with its estimated power difference.
 
-``bind`` posts the pod's ``binding`` subresource through the operator's pooled API client (the
-scheduler binds several pods at once), and answers as soon as the API does; the Event on the
-pod, the RLWorkload's Event and ``status.lastDecisions``, and the metrics are written afterwards
-by a few background workers.
+kube-scheduler binds the pod itself (its default binder, in its binding cycle, several pods at
+once): the extender has no ``bind`` verb, so a scheduling cycle costs one HTTP round trip. The
+watch tells the extender when a pod it scored is bound (:meth:`Extender.bound`, called by the
+informer); then a background worker writes the explanation in batches: an Event on each pod, one
+Event and one ``status.lastDecisions`` write per RLWorkload for all of its pods bound since the
+last batch, and the metrics. A burst of N pods of one workload so costs N + 3 writes, not 4N.
 
 aiohttp's server protocol sets ``TCP_NODELAY`` on every accepted socket (``BaseProtocol.
 connection_made``); without it Nagle's algorithm and delayed ACKs cost ~40 ms per call
@@ -38,10 +40,10 @@ from prometheus_client import CollectorRegistry, Histogram
 from thrifty.adapter import Kube, KubeError, post_explanation
 from thrifty.core import PlacementDecision, bind_in_snapshot, choose_placement, placement_reason
 from thrifty.energy import PowerModel
-from thrifty.extender.scores import binding_args, candidate_nodes, host_priorities, neutral_priorities
+from thrifty.extender.scores import candidate_nodes, host_priorities, neutral_priorities
 from thrifty.history import UsageHistory
 from thrifty.metrics import Metrics
-from thrifty.observe import GROUP, RECOMMEND, SCHEDULER_NAME, VERSION, object_key, parse_time
+from thrifty.observe import GROUP, RECOMMEND, SCHEDULER_NAME, VERSION, WorkloadSpec, object_key, parse_time
 from thrifty.policy.base import Policy
 from thrifty.record import (
     APPLIED,
@@ -54,6 +56,7 @@ from thrifty.record import (
     format_time,
     merge_last_decisions,
     placement_record,
+    placements_event,
 )
 from thrifty.snapshot import ClusterSnapshot
 from thrifty.view import ClusterView
@@ -80,7 +83,9 @@ class ExtenderConfig:
     policy_budget_seconds: float = 0.1
     """Longest the policy may take to score one pod before the heuristic answers instead."""
     record_workers: int = 4
-    """Background tasks writing Events, status and metrics after the binds."""
+    """Events posted at once by the background worker that explains the binds."""
+    record_batch_limit: int = 500
+    """Most binds explained in one batch (one Event and one status write per RLWorkload)."""
     pending_ttl_seconds: float = 300.0
     """How long a prioritize answer is kept for the bind that should follow it."""
     last_decisions_limit: int = 10
@@ -96,8 +101,9 @@ class ExtenderConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"ExtenderConfig.{name}: must be finite and > 0, got {value!r}")
-        if self.record_workers < 1:
-            raise ValueError(f"ExtenderConfig.record_workers: must be >= 1, got {self.record_workers!r}")
+        for name in ("record_workers", "record_batch_limit"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ExtenderConfig.{name}: must be >= 1, got {getattr(self, name)!r}")
 
 
 class ExtenderMetrics:
@@ -106,14 +112,13 @@ class ExtenderMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.request_duration = Histogram(
             "thrifty_extender_request_duration_seconds",
-            "Time of one extender call from kube-scheduler, by verb (prioritize, bind).",
+            "Time of one extender call from kube-scheduler, by verb (prioritize).",
             ["verb"], buckets=REQUEST_BUCKETS_SECONDS, registry=registry)
         self.shadow_watts = Histogram(
             "thrifty_shadow_placement_power_difference_watts",
             "Recommend mode: estimated cluster power with kube-scheduler's node minus with Thrifty's choice.",
             buckets=SHADOW_WATTS_BUCKETS, registry=registry)
-        for verb in ("prioritize", "bind"):
-            self.request_duration.labels(verb)
+        self.request_duration.labels("prioritize")
 
 
 @dataclass
@@ -132,11 +137,14 @@ class _Pending:
 
 @dataclass
 class _Bound:
+    """A binding the watch showed."""
+
     pending: _Pending | None
-    namespace: str
-    name: str
     node: str
+    created_seconds: float
+    """The pod's creationTimestamp (Unix seconds; NaN if it has none)."""
     time_seconds: float
+    """When the watch showed the binding (clock seconds)."""
 
 
 class Extender:
@@ -164,24 +172,23 @@ class Extender:
         self._pending: dict[str, _Pending] = {}
         self._records: asyncio.Queue[_Bound] = asyncio.Queue()
         self._runner: web.AppRunner | None = None
-        self._workers: list[asyncio.Task] = []
+        self._worker: asyncio.Task | None = None
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 2**20)  # an ExtenderArgs carries the whole pod
-        app.add_routes([web.post("/prioritize", self.prioritize), web.post("/bind", self.bind),
-                        web.get("/healthz", self.healthz)])
+        app.add_routes([web.post("/prioritize", self.prioritize), web.get("/healthz", self.healthz)])
         return app
 
     async def start(self, app: web.Application | None = None) -> None:
         self._runner = web.AppRunner(app or self.app(), access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.config.address, self.config.port, backlog=1024).start()
-        self._workers = [asyncio.create_task(self._record_loop()) for _ in range(self.config.record_workers)]
+        self._worker = asyncio.create_task(self._record_loop())
         logger.info("extender listening on http://%s:%d", self.config.address, self.config.port)
 
     async def stop(self) -> None:
-        for task in self._workers:
-            task.cancel()
+        if self._worker is not None:
+            self._worker.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -266,79 +273,88 @@ class Extender:
         if len(self._pending) > 1000:
             self._pending = {k: p for k, p in self._pending.items() if p.expires > now}
 
-    # --- bind ------------------------------------------------------------------------------------
+    # --- bound ----------------------------------------------------------------------------------
 
-    async def bind(self, request: web.Request) -> web.Response:
-        started = time.perf_counter()
-        try:
-            args = binding_args(await request.json())
-        except (KeyError, ValueError) as error:
-            return web.json_response({"Error": f"malformed ExtenderBindingArgs: {error}"})
-        try:
-            await self.kube.bind_pod(args.namespace, args.name, args.uid, args.node)
-        except KubeError as error:
-            # kube-scheduler forgets its assumption and retries the pod (or sees it bound). A pod
-            # deleted or bound by another meanwhile (404, 409) is no error of Thrifty's.
-            if error.status not in (404, 409):
-                self.metrics.count_reconcile_error("placement")
-            self.own_metrics.request_duration.labels("bind").observe(time.perf_counter() - started)
-            return web.json_response({"Error": str(error)})
-        pending = self._pending.pop(args.key, None)
-        if pending is not None:
-            self.view.assume(pending.pod, args.node)
-        self._records.put_nowait(_Bound(pending, args.namespace, args.name, args.node, self.clock()))
-        self.own_metrics.request_duration.labels("bind").observe(time.perf_counter() - started)
-        return web.json_response({"Error": ""})
+    def bound(self, pod: Mapping) -> None:
+        """The watch shows ``pod`` (one of Thrifty's scheduler) bound to a node: queue its
+        explanation. Called by the informer once per pod, after the view has the binding."""
+        created = parse_time((pod.get("metadata") or {}).get("creationTimestamp"))
+        self._records.put_nowait(_Bound(self._pending.pop(object_key(pod), None),
+                                        (pod.get("spec") or {}).get("nodeName") or "", created, self.clock()))
 
     # --- record ----------------------------------------------------------------------------------
 
     async def _record_loop(self) -> None:
         while True:
-            bound = await self._records.get()
+            batch = [await self._records.get()]
+            while len(batch) < self.config.record_batch_limit and not self._records.empty():
+                batch.append(self._records.get_nowait())
             try:
-                await self._record(bound)
-            except Exception:  # recording must never stop the workers; the bind stands
-                logger.exception("could not record the binding of %s/%s", bound.namespace, bound.name)
+                await self._record(batch)
+            except Exception:  # recording must never stop the worker; the binds stand
+                logger.exception("could not record %d bindings", len(batch))
 
-    async def _record(self, bound: _Bound) -> None:
-        pending = bound.pending
-        pod = pending.pod if pending is not None else {"metadata": {"name": bound.name, "namespace": bound.namespace}}
-        created = parse_time((pod.get("metadata") or {}).get("creationTimestamp"))
-        if math.isfinite(created):
-            self.metrics.placement_latency.observe(max(bound.time_seconds - created, 0.0))
-        if pending is None or (pending.decision is None and not pending.shadow):
-            return  # not scored by Thrifty (another profile's pod, or kube-scheduler had one node)
-        decision = pending.decision
+    async def _record(self, batch: list[_Bound]) -> None:
+        """Metrics for every bind; an Event on each pod Thrifty scored; per RLWorkload, one Event
+        and one status write for all of its pods in the batch."""
+        events: list[tuple[Mapping, EventText]] = []
+        by_owner: dict[tuple[str, str], tuple[WorkloadSpec, list[DecisionRecord]]] = {}
+        for bound in batch:
+            if math.isfinite(bound.created_seconds):
+                self.metrics.placement_latency.observe(max(bound.time_seconds - bound.created_seconds, 0.0))
+            pending = bound.pending
+            if pending is None or (pending.decision is None and not pending.shadow):
+                # Not scored by Thrifty: placed while the extender was unreachable, kube-scheduler
+                # had a single feasible node and did not ask, or no candidate.
+                continue
+            record, fallback = self._placement_record(pending, bound)
+            self.metrics.count_decision(record.kind, record.outcome)
+            involved = {"apiVersion": "v1", "kind": "Pod", "metadata": pending.pod["metadata"]}
+            if fallback:
+                events.append((involved, fallback_event(fallback)))
+            events.append((involved, decision_event(record, on_pod=True)))
+            owner = self.view.owner_of(pending.pod)
+            if owner is not None:
+                by_owner.setdefault((owner.key, record.outcome), (owner, []))[1].append(record)
+        limit = asyncio.Semaphore(self.config.record_workers)
+
+        async def post(involved: Mapping, event: EventText, action: str) -> None:
+            async with limit:
+                await self._post(involved, event, action)
+
+        await asyncio.gather(
+            *(post(involved, event, "Place" if event.reason == "PolicyFallback" else "Bind")
+              for involved, event in events),
+            *(self._record_workload(owner, records) for owner, records in by_owner.values()))
+
+    def _placement_record(self, pending: _Pending, bound: _Bound) -> tuple[DecisionRecord, str | None]:
+        """The pod's record, and the fallback's explanation when the heuristic decided."""
         if pending.shadow:
-            record = self._shadow_record(pending, bound)
-        else:
-            assert decision is not None
-            if decision.node != bound.node:
-                # kube-scheduler overrode the scores (another extender, or the profile's weights).
-                decision = PlacementDecision(decision.pod, bound.node,
-                                             f"placed on {bound.node} by kube-scheduler; Thrifty chose {decision.node}",
-                                             decision.fallback)
-            record = placement_record(decision, outcome=APPLIED, time_seconds=bound.time_seconds)
-        self.metrics.count_decision(record.kind, record.outcome)
-        involved = {"apiVersion": "v1", "kind": "Pod", "metadata": pod["metadata"]}
-        if decision is not None and decision.fallback:
-            await self._post(involved, fallback_event(decision.fallback), "Place")
-        await self._post(involved, decision_event(record, on_pod=True), "Bind")
-        owner = self.view.owner_of(pod)
-        if owner is not None:
-            await self._post({"apiVersion": f"{GROUP}/{VERSION}", "kind": "RLWorkload",
-                              "metadata": {"name": owner.name, "namespace": owner.namespace, "uid": owner.uid}},
-                             decision_event(record), "Bind")
-            await self._write_status(owner.namespace, owner.name, record)
+            return self._shadow_record(pending, bound), None
+        decision = pending.decision
+        assert decision is not None
+        if decision.node != bound.node:
+            # kube-scheduler overrode the scores (another extender, or the profile's weights).
+            decision = PlacementDecision(decision.pod, bound.node,
+                                         f"placed on {bound.node} by kube-scheduler; Thrifty chose {decision.node}",
+                                         decision.fallback)
+        return placement_record(decision, outcome=APPLIED, time_seconds=bound.time_seconds), decision.fallback
+
+    async def _record_workload(self, owner: WorkloadSpec, records: list[DecisionRecord]) -> None:
+        """One Event on the RLWorkload for its pods of the batch (one outcome), then its status."""
+        involved = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "RLWorkload",
+                    "metadata": {"name": owner.name, "namespace": owner.namespace, "uid": owner.uid}}
+        await self._post(involved, placements_event(records), "Bind")
+        await self._write_status(owner.namespace, owner.name, records)
 
     def _shadow_record(self, pending: _Pending, bound: _Bound) -> DecisionRecord:
         """Where Thrifty would have put the pod, and the estimated watts it would have saved."""
         snapshot, row, decision = pending.snapshot, pending.pod_row, pending.decision
         assert snapshot is not None
-        names = snapshot.nodes.names
+        names, pod = snapshot.nodes.names, pending.pod["metadata"]["name"]
         if decision is None or bound.node not in names:
             reason = "no node to compare with" if decision is None else f"{bound.node} is not in Thrifty's view"
-            return DecisionRecord(bound.time_seconds, PLACEMENT, bound.name, f"bind to {bound.node}",
+            return DecisionRecord(bound.time_seconds, PLACEMENT, pod, f"bind to {bound.node}",
                                   f"kube-scheduler placed it on {bound.node}; {reason}", RECOMMENDED)
         theirs = self._cluster_watts(snapshot, row, names.index(bound.node))
         ours = self._cluster_watts(snapshot, row, names.index(decision.node))
@@ -347,7 +363,7 @@ class Extender:
         action = f"bind to {decision.node}"
         reason = (f"{decision.reason}; kube-scheduler placed it on {bound.node}, estimated {difference:+.1f} W "
                   "against Thrifty's choice")
-        return DecisionRecord(bound.time_seconds, PLACEMENT, bound.name, action, reason, RECOMMENDED)
+        return DecisionRecord(bound.time_seconds, PLACEMENT, pod, action, reason, RECOMMENDED)
 
     def _cluster_watts(self, snapshot: ClusterSnapshot, pod: int, node: int) -> float:
         return float(self.power.node_watts(bind_in_snapshot(snapshot, pod, node).nodes).sum())
@@ -355,14 +371,14 @@ class Extender:
     async def _post(self, involved: Mapping, event: EventText, action: str) -> None:
         await post_explanation(self.kube, involved, event, action, format_time(self.clock()))
 
-    async def _write_status(self, namespace: str, name: str, record: DecisionRecord) -> None:
-        """Add the record to ``status.lastDecisions``, under the sizing step's lock so that the
+    async def _write_status(self, namespace: str, name: str, records: list[DecisionRecord]) -> None:
+        """Add the records to ``status.lastDecisions``, under the sizing step's lock so that the
         two never overwrite each other's entries."""
         async with self.status_lock:
             try:
                 current = await self.kube.get_workload(namespace, name)
                 decisions = merge_last_decisions((current.get("status") or {}).get("lastDecisions") or [],
-                                                 [record], self.config.last_decisions_limit)
+                                                 records, self.config.last_decisions_limit)
                 await self.kube.patch_workload_status(namespace, name, {"lastDecisions": decisions})
             except KubeError as error:
                 logger.warning("could not record the placement in %s/%s: %s", namespace, name, error)
