@@ -10,7 +10,7 @@ export THRIFTY_CACHE ?= $(HOME)/.cache/thrifty
 NODES ?= 4
 CLUSTER ?= thrifty
 
-.PHONY: help venv binaries cluster cluster-down lint test test-unit test-cluster demo perf bench bench-long clean
+.PHONY: help venv binaries cluster cluster-down lint test test-unit test-cluster demo perf perf-cluster bench bench-long clean
 
 help:
 	@echo "make demo          run Thrifty on a local cluster and print a summary"
@@ -18,6 +18,7 @@ help:
 	@echo "make lint          ruff and mypy only"
 	@echo "make cluster NODES=N / make cluster-down"
 	@echo "make perf          performance benchmarks (name: value unit)"
+	@echo "make perf-cluster  the operator at cluster scale on kwok (name: value unit)"
 	@echo "make bench         Thrifty against the calibrated peers, loaded regime, held-out traces (6 to 10 minutes)"
 	@echo "make bench-long    512 nodes, one simulated day (several hours)"
 
@@ -74,6 +75,10 @@ perf: venv
 	@OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(PY) hack/perf/features_bench.py
 	@OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(PY) hack/perf/policy_bench.py
 	@$(PY) hack/perf/train_bench.py 2>/dev/null | grep -E '^[a-z_]+: '
+
+# The real `thrifty run` on 1,000 kwok nodes with 500 RLWorkloads of 20 pods (hack/perf/cluster_bench.py).
+perf-cluster: venv binaries
+	@$(PY) hack/perf/cluster_bench.py
 
 test-unit: venv
 	$(PY) -m pytest tests/unit

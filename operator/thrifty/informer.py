@@ -58,7 +58,8 @@ class Informer:
 
     def __init__(self, kube: Kube, view: ClusterView, config: InformerConfig | None = None,
                  namespace: str | None = None, pending: PendingPods | None = None,
-                 on_bound: Callable[[Mapping], None] | None = None) -> None:
+                 on_bound: Callable[[Mapping], None] | None = None,
+                 count_event: Callable[[str], None] | None = None) -> None:
         self.kube = kube
         self.view = view
         self.config = config or InformerConfig()
@@ -66,6 +67,8 @@ class Informer:
         self.pending = pending
         """Pods waiting for Thrifty's scheduler (``thrifty_pods_pending``), kept from the same pod
         events, at no API cost."""
+        self.count_event = count_event
+        """Called with the kind (nodes, pods, rlworkloads) of every watch event."""
         self.on_bound = on_bound
         """Called with each pod of Thrifty's scheduler the watch shows bound (see the module docstring)."""
         self._unbound: set[str] = set()
@@ -148,6 +151,8 @@ class Informer:
             if event_type == "ERROR":
                 raise KubeError(f"watch {kind}", int(obj.get("code") or 0), obj.get("message", ""))
             version = obj.get("metadata", {}).get("resourceVersion", version)
+            if self.count_event is not None:
+                self.count_event(kind)
             if event_type in (ADDED, "MODIFIED", DELETED):
                 apply(event_type, obj)
         return version

@@ -129,7 +129,8 @@ class Metrics:
                                         "Reconcile steps stopped by an error (the API, or a bug), by kind of step.",
                                         ["kind"], registry=r)
         self.placement_latency = Histogram("thrifty_placement_latency_seconds",
-                                           "Time from a pod's creation to Thrifty binding it.",
+                                           "Time from a pod's creation to its binding, as the operator's watch "
+                                           "saw it (pods of Thrifty's scheduler).",
                                            buckets=PLACEMENT_LATENCY_BUCKETS_SECONDS, registry=r)
         self.pending_pods = PendingPods(clock)
         r.register(self.pending_pods)
@@ -154,6 +155,9 @@ class Metrics:
         self.api_requests = Counter("thrifty_kube_api_requests_total",
                                     "Kubernetes API calls Thrifty made (kopf's own watches and patches aside), "
                                     "by verb, resource and outcome.", ["verb", "resource", "outcome"], registry=r)
+        self.watch_events = Counter("thrifty_watch_events_total",
+                                    "Watch events the operator's informer received, by kind (nodes, pods, "
+                                    "rlworkloads); kopf's own watch of RLWorkloads aside.", ["kind"], registry=r)
         # Zero-valued series exist from the start, so rate() and alerts see them before the first event.
         for kind in DECISION_KINDS:
             for outcome in OUTCOMES:

@@ -318,7 +318,7 @@ def test_metrics_endpoint(operator: Operator, k: Kubectl) -> None:
         "thrifty_metrics_source_errors": {"source"}, "thrifty_workload_replicas": w,
         "thrifty_build_info": {"version", "python_version", "kopf_version"}, "thrifty_pods_pending": set(),
         "thrifty_pods_pending_oldest_seconds": set(), "thrifty_reconcile_errors": {"kind"},
-        "thrifty_kube_api_requests": {"verb", "resource", "outcome"},
+        "thrifty_kube_api_requests": {"verb", "resource", "outcome"}, "thrifty_watch_events": {"kind"},
     }
     for name, labels in expected.items():
         assert name in metrics, f"{name} missing from /metrics: {sorted(metrics)}"

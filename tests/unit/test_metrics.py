@@ -74,6 +74,7 @@ EXPECTED = {
     "thrifty_pods_pending_oldest_seconds": ("gauge", set()),
     "thrifty_kube_api_requests": ("counter", {"verb", "resource", "outcome"}),
     "thrifty_reconcile_errors": ("counter", {"kind"}),
+    "thrifty_watch_events": ("counter", {"kind"}),
 }
 
 
@@ -93,6 +94,7 @@ def fill(metrics: Metrics) -> None:
     metrics.placement_latency.observe(1.5)
     metrics.count_api_request("list", "pods", 200)
     metrics.pending_pods.waiting("ns/web-0", 0.0)
+    metrics.watch_events.labels("pods").inc()
 
 
 @pytest.mark.parametrize(("name", "kind", "labels"), [(n, kind, labels) for n, (kind, labels) in EXPECTED.items()])

@@ -97,7 +97,8 @@ async def placement(setup: PlacementSetup, kube: Kube, reconciler: Reconciler, n
     from thrifty.view import ClusterView
 
     view = ClusterView(clock=time.monotonic)
-    informer = Informer(kube, view, namespace=namespace, pending=reconciler.metrics.pending_pods)
+    informer = Informer(kube, view, namespace=namespace, pending=reconciler.metrics.pending_pods,
+                        count_event=lambda kind: reconciler.metrics.watch_events.labels(kind).inc())
     extender = Extender(config=setup.extender, kube=kube, view=view, history=reconciler.history,
                         policy=reconciler.policy, fallback=reconciler.fallback, metrics=reconciler.metrics,
                         status_lock=reconciler.lock, synced=informer.synced)
