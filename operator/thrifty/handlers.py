@@ -16,16 +16,24 @@ failing workload from stalling the others, and kopf pauses the timers by itself 
 finds a higher-priority replica. One lock serialises the steps (and the extender's writes to
 ``status.lastDecisions``), so each acts on a snapshot nobody else is changing.
 
+Replica count. ``spec.replicas.desired`` (the scale subresource's field) is the count the
+workload runs: set to ``initial`` on the first step, in ``Auto`` to each count the policy decides
+(which decides from it, as an HPA decides from a Deployment's ``spec.replicas``), or by
+``kubectl scale``. Every step brings the pods to it: finished pods (failed, evicted by the
+kubelet) are deleted and replaced, missing pods created, surplus running pods evicted through the
+Eviction API, so PodDisruptionBudgets hold; a budget's refusal sets ``ScaleInBlocked`` and the
+next step tries again.
+
 Modes. ``Auto`` applies decisions. ``Recommend`` records them (Events, ``status.lastDecisions``
 with outcome Recommended, ``status.recommendedReplicas`` and ``recommendedRequests``) and applies
-nothing, with one exception so that the workload runs at all: it creates pods up to
-``spec.replicas.initial`` (default ``min``, at least 1). Those pods keep the template's
-``schedulerName``, so kube-scheduler places them unless the template names ``thrifty``; where
-Thrifty would have placed each is recorded as a recommendation. Recommend never scales, never
-resizes and never deletes a pod.
+none; it only keeps the workload at ``spec.replicas.desired`` (``initial`` until someone runs
+``kubectl scale``). Those pods keep the template's ``schedulerName``, so kube-scheduler places
+them unless the template names ``thrifty``; where Thrifty would have placed each is recorded as a
+recommendation. Recommend never changes the count by itself and never resizes.
 
 Restart safety. Nothing needed for correctness lives only in memory: the pods are counted from
-the API (label and controller ownerReference) before any is created; pod names are the lowest
+the API (label and controller ownerReference) before any is created; the count is in
+``spec.replicas.desired``; pod names are the lowest
 free ``<workload>-<n>``, so two replicas racing (or a restarted one repeating a step) collide on a
 name instead of creating duplicates; the churn ledger is seeded from ``status.lastDecisions``. A
 kill -9 therefore loses at most the usage history, which refills, and a few Events.
