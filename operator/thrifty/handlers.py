@@ -600,9 +600,12 @@ class Reconciler:
             await self.kube.scale_workload(workload.namespace, workload.name, target)
         moves = converge(snapshot, row, live=live, target=target)
         if workload.mode == AUTO:
+            # The first step's reason already says it starts from the pods that exist.
+            reason = decision.horizontal_reason if first_step else moves_reason(decision, base=base, live=live)
+            decided_from = live if first_step else base
             decision = dataclasses.replace(decision, replicas_from=live, remove_pods=moves.remove_pods,
-                                           horizontal_reason=moves_reason(decision, base=base, live=live))
-            applied = await self._apply(obs, workload, snapshot, decision, memory, base=base)
+                                           horizontal_reason=reason)
+            applied = await self._apply(obs, workload, snapshot, decision, memory, decided_from=decided_from)
         else:
             applied = await self._recommend(obs, workload, decision, memory, moves)
         for record in applied.records:
@@ -676,8 +679,9 @@ class Reconciler:
         return errors
 
     async def _apply(self, obs: Observation, workload: WorkloadSpec, snapshot: ClusterSnapshot,
-                     decision: WorkloadDecision, memory: _Memory, *, base: int) -> _Applied:
-        """Auto mode: carry the decision out, each action recorded with its outcome."""
+                     decision: WorkloadDecision, memory: _Memory, *, decided_from: int) -> _Applied:
+        """Auto mode: carry the decision out, each action recorded with its outcome.
+        ``decided_from`` is the count the policy decided from (see :func:`replica_base`)."""
         now = obs.time_seconds
         applied = _Applied(sizes={c.name: c.target for c in decision.containers} or initial_sizes(workload))
         scheduler = (workload.template.get("spec") or {}).get("schedulerName") or SCHEDULER_NAME
@@ -698,9 +702,7 @@ class Reconciler:
         # The policy's own change of the count starts its cooldowns; replacing failed pods,
         # carrying out a kubectl scale or retrying a held-up scale-in does not.
         self.ledger = self.ledger.record(workload=workload.key, time_seconds=now,
-                                         scaled_by=decision.replicas_to - base if "replicas" in workload.status
-                                         or workload.replicas_desired is not None
-                                         else decision.replicas_to - decision.replicas_from,
+                                         scaled_by=decision.replicas_to - decided_from,
                                          resized=applied.resized_pods > 0)
         return applied
 

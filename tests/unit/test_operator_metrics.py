@@ -13,7 +13,7 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 from tests.support.operator import free_port
 from tests.unit.test_extender import FakeKube, Scores, bind_args, node, pod, serve, view_of
 from tests.unit.test_metrics import value
-from thrifty.adapter import Kube, KubeError
+from thrifty.adapter import EvictionBlocked, Kube, KubeError
 from thrifty.handlers import OperatorConfig, Reconciler
 from thrifty.informer import Informer
 from thrifty.metrics import Metrics
@@ -80,6 +80,55 @@ def test_api_calls_are_counted_by_verb_resource_and_outcome() -> None:
     assert counted == {("list", "pods", "success"): 3.0, ("get", "rlworkloads", "client-error"): 1.0,
                        ("create", "pods/binding", "client-error"): 1.0,
                        ("patch", "rlworkloads/status", "server-error"): 1.0, ("list", "nodes", "no-response"): 1.0}
+
+
+_BUDGET = "The disruption budget web needs 3 healthy pods and has 3 currently"
+_PDB_REFUSAL = {"kind": "Status", "status": "Failure", "reason": "TooManyRequests", "code": 429,
+                "message": "Cannot evict pod as it would violate the pod's disruption budget.",
+                "details": {"causes": [{"reason": "DisruptionBudget", "message": _BUDGET}]}}
+
+
+@pytest.mark.parametrize(("status", "reply", "raised", "words"), [
+    (201, {"kind": "Status", "status": "Success"}, None, None),
+    (404, {"kind": "Status", "message": "pods \"web-1\" not found"}, None, None),  # gone already: fine
+    (429, _PDB_REFUSAL, EvictionBlocked, _BUDGET),
+    # A 429 without a budget cause is the API server's own throttling, an ordinary failure.
+    (429, {"kind": "Status", "message": "too many requests, please try again later"}, KubeError, "too many"),
+    (500, {"kind": "Status", "message": "etcd down"}, KubeError, "etcd down"),
+])
+def test_eviction_replies(status: int, reply: dict, raised: type[Exception] | None, words: str | None) -> None:
+    """Scale-in goes through the pod's eviction subresource; a PodDisruptionBudget's refusal is
+    told apart from other failures, with the budget's own words."""
+    seen: list[dict] = []
+
+    async def evict(request: web.Request) -> web.Response:
+        seen.append(await request.json())
+        return web.json_response(reply, status=status)
+
+    async def calls() -> None:
+        port = free_port()
+        app = web.Application()
+        app.router.add_post("/api/v1/namespaces/ns/pods/web-1/eviction", evict)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        kube = _kube(port, Metrics())
+        try:
+            if raised is None:
+                await kube.evict_pod("ns", "web-1", "uid-1")
+                return
+            with pytest.raises(raised) as caught:
+                await kube.evict_pod("ns", "web-1", "uid-1")
+            assert type(caught.value) is raised
+            text = caught.value.budgets if isinstance(caught.value, EvictionBlocked) else str(caught.value)
+            assert words in text, text
+        finally:
+            await kube.close()
+            await runner.cleanup()
+
+    asyncio.run(calls())
+    assert seen == [{"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "web-1", "namespace": "ns"},
+                     "deleteOptions": {"preconditions": {"uid": "uid-1"}}}]
 
 
 class _FailingKube:
