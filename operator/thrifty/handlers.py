@@ -597,7 +597,17 @@ class Reconciler:
         if workload.replicas_desired != target:
             # Written before acting: the count survives a restart, and a PDB given as a percentage
             # is evaluated against it (the disruption controller reads the scale subresource).
-            await self.kube.scale_workload(workload.namespace, workload.name, target)
+            try:
+                await self.kube.scale_workload(workload.namespace, workload.name, target)
+            except KubeError as error:
+                if error.status != 404:
+                    raise
+                # A CRD from before the scale subresource (helm upgrade leaves CRDs as they were):
+                # size on, counting the pods that exist, and say once how to fix it.
+                if "old-crd" not in memory.announced:
+                    memory.announced.add("old-crd")
+                    logger.warning("%s: %s; apply the current CRD (crds/) for kubectl scale and PDB percentages",
+                                   workload.key, error)
         moves = converge(snapshot, row, live=live, target=target)
         if workload.mode == AUTO:
             # The first step's reason already says it starts from the pods that exist.

@@ -13,6 +13,8 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 from tests.support.operator import free_port
 from tests.unit.test_extender import FakeKube, Scores, bind_args, node, pod, serve, view_of
 from tests.unit.test_metrics import value
+from tests.unit.test_observe import node as observed_node
+from tests.unit.test_observe import workload as observed_workload
 from thrifty.adapter import EvictionBlocked, Kube, KubeError
 from thrifty.handlers import OperatorConfig, Reconciler
 from thrifty.informer import Informer
@@ -173,6 +175,62 @@ def test_reconcile_errors_are_counted_by_kind_of_step() -> None:
         asyncio.run(reconciler.reconcile("ns", "web"))
     assert value(metrics, "thrifty_reconcile_errors_total", kind="sizing") == 2.0
     assert value(metrics, "thrifty_step_duration_seconds_count", step="sizing") == 2.0
+
+
+class _StepKube:
+    """The API of one sizing step of the Auto workload ns/web (2 initial replicas, nothing yet):
+    ``scale_status`` is what the scale subresource answers (0: it accepts)."""
+
+    def __init__(self, scale_status: int) -> None:
+        self.scale_status = scale_status
+        self.created: list[str] = []
+        self.statuses: list[dict] = []
+
+    async def list_nodes(self) -> list[dict]:
+        return [observed_node("n1")]
+
+    async def list_pods(self) -> list[dict]:
+        return []
+
+    async def list_workloads(self) -> list[dict]:
+        return [observed_workload(replicas={"min": 1, "max": 4, "initial": 2}, policy={"mode": "Auto"})]
+
+    async def node_metrics(self) -> list[dict]:
+        return []
+
+    async def pod_metrics(self) -> list[dict]:
+        return []
+
+    async def scale_workload(self, namespace: str, name: str, replicas: int) -> None:
+        if self.scale_status:
+            raise KubeError(f"scale rlworkload {namespace}/{name} to {replicas}", self.scale_status, "no")
+
+    async def create_pod(self, manifest: dict) -> dict:
+        self.created.append(manifest["metadata"]["name"])
+        return {**manifest, "metadata": {**manifest["metadata"], "uid": f"uid-{manifest['metadata']['name']}"}}
+
+    async def patch_workload_status(self, namespace: str, name: str, status: dict) -> None:
+        self.statuses.append(status)
+
+    async def post_event(self, involved: dict, **_: object) -> None:
+        return None
+
+
+@pytest.mark.parametrize(("scale_status", "created", "errors"), [
+    (0, ["web-0", "web-1"], 0.0),
+    # A CRD without the scale subresource (helm upgrade keeps CRDs as they were): sizing goes on.
+    (404, ["web-0", "web-1"], 0.0),
+    # Any other failure stops the step before it acts: the count is written first.
+    (500, [], 1.0),
+])
+def test_the_count_is_written_before_the_step_acts(scale_status: int, created: list[str], errors: float) -> None:
+    metrics = Metrics()
+    kube = _StepKube(scale_status)
+    asyncio.run(_reconciler(kube, metrics).reconcile("ns", "web"))
+    assert kube.created == created
+    assert len(kube.statuses) == (0 if errors else 1)
+    assert all(s["selector"] == "thrifty.dev/workload=web" and s["replicas"] == 2 for s in kube.statuses)
+    assert value(metrics, "thrifty_reconcile_errors_total", kind="sizing") == errors
 
 
 class _BindFails(FakeKube):
