@@ -52,10 +52,29 @@ HTTP_METHODS = {"get": "GET", "list": "GET", "watch": "GET", "create": "POST", "
 class KubeError(Exception):
     """An API call failed; ``status`` is the HTTP status (0 when no answer came)."""
 
-    def __init__(self, operation: str, status: int, message: str) -> None:
+    def __init__(self, operation: str, status: int, message: str,
+                 causes: Sequence[tuple[str, str]] = ()) -> None:
         super().__init__(f"{operation}: HTTP {status}: {message}" if status else f"{operation}: {message}")
         self.operation = operation
         self.status = status
+        self.message = message
+        self.causes = tuple(causes)
+        """``(reason, message)`` of each entry of the Status's ``details.causes``."""
+
+
+DISRUPTION_BUDGET_CAUSE = "DisruptionBudget"
+"""``details.causes[].reason`` of an eviction refused because a PodDisruptionBudget allows no
+disruption now (HTTP 429); the cause's message names the budget."""
+
+
+class EvictionBlocked(KubeError):
+    """A PodDisruptionBudget refused an eviction (HTTP 429 with a ``DisruptionBudget`` cause)."""
+
+    @property
+    def budgets(self) -> str:
+        """What the API said about the budgets, e.g. ``The disruption budget web needs 2 healthy
+        pods and has 2 currently``."""
+        return "; ".join(m for r, m in self.causes if r == DISRUPTION_BUDGET_CAUSE) or self.message
 
 
 class MetricsSourceError(Exception):
@@ -163,11 +182,17 @@ class Kube:
             response.release()
         self._metrics.count_api_request(verb, resource, response.status)
         if not 200 <= response.status < 300:
+            causes: list[tuple[str, str]] = []
             try:
-                message = json.loads(data).get("message", "")
+                reply = json.loads(data)
+                message = reply.get("message", "")
+                causes = [(str(c.get("reason", "")), str(c.get("message", "")))
+                          for c in (reply.get("details") or {}).get("causes") or []]
             except (ValueError, AttributeError):
                 message = data.decode(errors="replace")[:500]
-            raise KubeError(operation, response.status, message or response.reason or "")
+            if response.status == 429 and any(r == DISRUPTION_BUDGET_CAUSE for r, _ in causes):
+                raise EvictionBlocked(operation, response.status, message, causes)
+            raise KubeError(operation, response.status, message or response.reason or "", causes)
         return json.loads(data) if data else {}
 
     def _scope(self, group_path: str, plural: str) -> str:
@@ -257,6 +282,21 @@ class Kube:
             if error.status != 404:
                 raise
 
+    async def evict_pod(self, namespace: str, name: str, uid: str) -> None:
+        """Remove a running pod through its ``eviction`` subresource (policy/v1), so that the
+        PodDisruptionBudgets covering it hold; only if it still is the pod decided on (UID
+        precondition); gone is fine. Raises :class:`EvictionBlocked` when a budget refuses it
+        (the API's 429): the caller retries on a later step, never in a loop."""
+        try:
+            await self._call("create", "pods/eviction", f"evict pod {namespace}/{name}",
+                             f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}/eviction",
+                             body={"apiVersion": "policy/v1", "kind": "Eviction",
+                                   "metadata": {"name": name, "namespace": namespace},
+                                   "deleteOptions": {"preconditions": {"uid": uid}}})
+        except KubeError as error:
+            if error.status != 404:
+                raise
+
     async def resize_pod(self, namespace: str, name: str, sizes: Mapping[str, ContainerResources]) -> dict:
         """Resize containers in place through the pod's ``resize`` subresource (no restart).
 
@@ -272,6 +312,13 @@ class Kube:
                                 f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}/resize",
                                 body={"spec": {"containers": containers}},
                                 content_type="application/strategic-merge-patch+json")
+
+    async def scale_workload(self, namespace: str, name: str, replicas: int) -> None:
+        """Set the workload's replica count through its ``scale`` subresource (what ``kubectl
+        scale`` and an HPA write: ``spec.replicas.desired``)."""
+        await self._call("patch", f"{PLURAL}/scale", f"scale rlworkload {namespace}/{name} to {replicas}",
+                         f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace)}/{PLURAL}/{quote(name)}/scale",
+                         body={"spec": {"replicas": replicas}}, content_type="application/merge-patch+json")
 
     async def patch_workload_status(self, namespace: str, name: str, status: Mapping) -> None:
         await self._call("patch", f"{PLURAL}/status", f"patch status of rlworkload {namespace}/{name}",

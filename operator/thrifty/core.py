@@ -157,6 +157,43 @@ def plan_placements(
     return decisions, snapshot
 
 
+LATENCY, UTILISATION, MEMORY_USAGE, OOM_KILLS = "latency", "utilisation", "memoryUsage", "oomKills"
+"""The measurements sizing can rest on, as ``status.sizingSignals`` names them."""
+
+
+def sizing_signals(snapshot: ClusterSnapshot, workload: int) -> tuple[str, ...]:
+    """Which measurements the sizing step of ``workload`` had.
+
+    ``latency``: a p95 latency and an SLO to hold it against (without either, replicas follow
+    CPU utilisation, as the HPA does); ``utilisation``: CPU usage of its pods against their
+    requests; ``memoryUsage``: a memory sample in the usage windows; ``oomKills``: the kill counts
+    in its pods' statuses (read whenever it has pods).
+    """
+    workloads, containers = snapshot.workloads, snapshot.containers
+    signals = []
+    latency, slo = workloads.latency_p95_seconds[workload], workloads.slo_latency_p95_seconds[workload]
+    if np.isfinite(latency) and np.isfinite(slo):
+        signals.append(LATENCY)
+    if np.isfinite(pod_cpu_utilisation(snapshot)[workload]):
+        signals.append(UTILISATION)
+    rows = containers.workload_index == workload
+    if np.any(np.isfinite(containers.memory_history_bytes[rows])):
+        signals.append(MEMORY_USAGE)
+    if np.any(rows):
+        signals.append(OOM_KILLS)
+    return tuple(signals)
+
+
+def with_replicas(snapshot: ClusterSnapshot, workload: int, replicas: int) -> ClusterSnapshot:
+    """The snapshot with ``workload``'s replica count set to ``replicas``: the policy decides
+    from the scale subresource's count (``spec.replicas.desired``), as an HPA decides from a
+    Deployment's ``spec.replicas``, not from the pods that happen to exist (a failed pod about
+    to be replaced, a scale-in a PodDisruptionBudget holds up)."""
+    counts = snapshot.workloads.replicas.copy()
+    counts[workload] = replicas
+    return dataclasses.replace(snapshot, workloads=dataclasses.replace(snapshot.workloads, replicas=counts))
+
+
 def pods_to_remove(snapshot: ClusterSnapshot, workload: int, count: int) -> tuple[int, ...]:
     """Pod rows of ``workload`` to delete on scale-in, best first.
 
@@ -184,7 +221,9 @@ def _horizontal_reason(
     latency = workloads.latency_p95_seconds[workload] * 1000
     slo = workloads.slo_latency_p95_seconds[workload] * 1000
     utilisation = pod_cpu_utilisation(snapshot)[workload]
-    if np.isfinite(latency):
+    if not np.isfinite(slo):
+        evidence = "no SLO"
+    elif np.isfinite(latency):
         relation = "over" if latency > slo else "within"
         evidence = f"p95 latency {latency:.0f} ms {relation} SLO {slo:.0f} ms"
     else:

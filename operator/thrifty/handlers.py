@@ -16,16 +16,24 @@ failing workload from stalling the others, and kopf pauses the timers by itself 
 finds a higher-priority replica. One lock serialises the steps (and the extender's writes to
 ``status.lastDecisions``), so each acts on a snapshot nobody else is changing.
 
+Replica count. ``spec.replicas.desired`` (the scale subresource's field) is the count the
+workload runs: set to ``initial`` on the first step, in ``Auto`` to each count the policy decides
+(which decides from it, as an HPA decides from a Deployment's ``spec.replicas``), or by
+``kubectl scale``. Every step brings the pods to it: finished pods (failed, evicted by the
+kubelet) are deleted and replaced, missing pods created, surplus running pods evicted through the
+Eviction API, so PodDisruptionBudgets hold; a budget's refusal sets ``ScaleInBlocked`` and the
+next step tries again.
+
 Modes. ``Auto`` applies decisions. ``Recommend`` records them (Events, ``status.lastDecisions``
 with outcome Recommended, ``status.recommendedReplicas`` and ``recommendedRequests``) and applies
-nothing, with one exception so that the workload runs at all: it creates pods up to
-``spec.replicas.initial`` (default ``min``, at least 1). Those pods keep the template's
-``schedulerName``, so kube-scheduler places them unless the template names ``thrifty``; where
-Thrifty would have placed each is recorded as a recommendation. Recommend never scales, never
-resizes and never deletes a pod.
+none; it only keeps the workload at ``spec.replicas.desired`` (``initial`` until someone runs
+``kubectl scale``). Those pods keep the template's ``schedulerName``, so kube-scheduler places
+them unless the template names ``thrifty``; where Thrifty would have placed each is recorded as a
+recommendation. Recommend never changes the count by itself and never resizes.
 
 Restart safety. Nothing needed for correctness lives only in memory: the pods are counted from
-the API (label and controller ownerReference) before any is created; pod names are the lowest
+the API (label and controller ownerReference) before any is created; the count is in
+``spec.replicas.desired``; pod names are the lowest
 free ``<workload>-<n>``, so two replicas racing (or a restarted one repeating a step) collide on a
 name instead of creating duplicates; the churn ledger is seeded from ``status.lastDecisions``. A
 kill -9 therefore loses at most the usage history, which refills, and a few Events.
@@ -47,13 +55,23 @@ import kopf
 import numpy as np
 
 from thrifty.actions import ContainerResources, container_groups
-from thrifty.adapter import Kube, KubeError, MetricsSourceError, Prometheus, pod_manifest, post_explanation
+from thrifty.adapter import (
+    EvictionBlocked,
+    Kube,
+    KubeError,
+    MetricsSourceError,
+    Prometheus,
+    pod_manifest,
+    post_explanation,
+)
 from thrifty.core import (
     ContainerDecision,
     WorkloadDecision,
     plan_placements,
     plan_sizing,
     pods_to_remove,
+    sizing_signals,
+    with_replicas,
 )
 from thrifty.energy import PowerModel
 from thrifty.history import UsageHistory
@@ -67,7 +85,9 @@ from thrifty.observe import (
     WorkloadSpec,
     build_snapshot,
     container_resources,
-    container_usage,
+    finished_pods,
+    finished_reason,
+    is_finished,
     is_ready,
     is_terminating,
     needs_placement,
@@ -76,6 +96,8 @@ from thrifty.observe import (
     owns,
     parse_time,
     parse_workload,
+    pod_selector,
+    usage_by_uid,
 )
 from thrifty.policy.base import Policy
 from thrifty.policy.heuristic import HeuristicPolicy
@@ -90,6 +112,7 @@ from thrifty.record import (
     churn_times,
     decision_event,
     fallback_event,
+    finished_pod_event,
     format_time,
     horizontal_record,
     merge_conditions,
@@ -100,6 +123,8 @@ from thrifty.record import (
     policy_condition,
     policy_load_event,
     ready_condition,
+    scale_in_blocked_event,
+    scale_in_condition,
     sizing_held_event,
     slo_attainment,
     slo_condition,
@@ -237,6 +262,15 @@ class _Applied:
     """Events to post on the pods that were resized."""
     sizes: dict[str, ContainerResources] = field(default_factory=dict)
     """Container sizes of the pods the step creates."""
+    new_pods: list[dict] = field(default_factory=list)
+    """The pods the step created, as the API returned them."""
+    removed: set[str] = field(default_factory=set)
+    """``namespace/name`` of the pods whose eviction the API accepted."""
+    blocked: str | None = None
+    """Which pods a PodDisruptionBudget kept from eviction, and the budget's words; None: none."""
+    workload_events: list[EventText] = field(default_factory=list)
+    """Events to post on the workload besides the decisions' own (finished pods removed, a
+    scale-in held up in Recommend mode)."""
 
 
 def _workload_event_object(obj: Mapping) -> dict:
@@ -305,6 +339,49 @@ def hold(snapshot: ClusterSnapshot, workload: int, why: str) -> WorkloadDecision
     )
 
 
+def replica_base(workload: WorkloadSpec, live: int, first_step: bool) -> int:
+    """The count the step starts from: ``spec.replicas.desired`` (the scale subresource's, set by
+    Thrifty or ``kubectl scale``); without it, ``initial`` on the first step, else the pods that
+    exist (a workload from before the field, or one whose field was removed)."""
+    if workload.replicas_desired is not None:
+        return workload.replicas_desired
+    return workload.replicas_initial if first_step else live
+
+
+@dataclass(frozen=True)
+class Moves:
+    """What it takes to bring a workload's pods to a count."""
+
+    create: int
+    """Pods to create."""
+    remove_pods: tuple[str, ...]
+    """``namespace/name`` of the pods to evict, best first (:func:`pods_to_remove`)."""
+
+
+def converge(snapshot: ClusterSnapshot, workload: int, *, live: int, target: int) -> Moves:
+    """From the ``live`` pods of ``workload`` (finished ones not counted) to ``target``."""
+    remove = pods_to_remove(snapshot, workload, live - target)
+    return Moves(create=max(target - live, 0), remove_pods=tuple(snapshot.pods.names[p] for p in remove))
+
+
+def moves_reason(decision: WorkloadDecision, *, base: int, live: int) -> str:
+    """The horizontal reason once the pods that exist (``live``) are told apart from the count
+    the policy decided from (``base``, the scale subresource's)."""
+    if base == live:
+        return decision.horizontal_reason
+    if decision.replicas_to == base:
+        return (f"scaled {live}\u2192{base}: spec.replicas.desired is {base} "
+                f"({live} running pods; {decision.horizontal_reason})")
+    return f"{decision.horizontal_reason} ({live} running pods)"
+
+
+def blocked_message(blocked: Sequence[tuple[str, str]]) -> str:
+    """One line for the pods a PodDisruptionBudget kept: which pods, and the budgets' words."""
+    pods = ", ".join(pod for pod, _ in blocked)
+    budgets = "; ".join(dict.fromkeys(why for _, why in blocked))
+    return f"eviction of {pods} refused: {budgets}"
+
+
 def start_with_initial(decision: WorkloadDecision, workload: WorkloadSpec) -> WorkloadDecision:
     """The first step of a new workload starts it at ``spec.replicas.initial``."""
     if decision.replicas_from >= workload.replicas_initial:
@@ -357,7 +434,7 @@ class Reconciler:
         usage_nodes, usage_containers = {}, {}
         try:
             node_items, pod_items = await asyncio.gather(self.kube.node_metrics(), self.kube.pod_metrics())
-            usage_nodes, usage_containers = node_usage(node_items), container_usage(pod_items)
+            usage_nodes, usage_containers = node_usage(node_items), usage_by_uid(pod_items, pods)
             self.metrics.set_source(METRICS_API, up=True)
         except MetricsSourceError as error:
             self.metrics.set_source(METRICS_API, up=False)
@@ -489,35 +566,65 @@ class Reconciler:
         snapshot = self._snapshot(obs)
         self._account_energy(snapshot)
         row = snapshot.workloads.names.index(workload.key)
+        live = int(snapshot.workloads.replicas[row])
+        first_step = "replicas" not in workload.status and workload.replicas_desired is None
+        base = replica_base(workload, live, first_step)
+        # The policy decides from the scale subresource's count, as an HPA does (see with_replicas).
+        policy_view = with_replicas(snapshot, row, base)
         errors = obs.source_errors.get(workload.key, [])
         started = time.perf_counter()
         unsized = None
         try:
-            decision = plan_sizing(snapshot, self.policy, self.fallback, self.ledger, self.config.safety)[0][row]
+            decision = plan_sizing(policy_view, self.policy, self.fallback, self.ledger, self.config.safety)[0][row]
         except InvalidPolicyOutput as error:
             # Not even the heuristic gave a valid answer: hold the size, keep the bounds, say so.
             logger.error("sizing of %s held: %s", workload.key, error)
             self.metrics.count_fallback("sizing")
             unsized = str(error)
-            decision = hold(snapshot, row, "no valid sizing decision")
+            decision = hold(policy_view, row, "no valid sizing decision")
         self.metrics.decision_duration.labels("sizing").observe(time.perf_counter() - started)
         if errors:
-            decision = hold(snapshot, row, "metrics source down")
+            decision = hold(policy_view, row, "metrics source down")
         elif decision.fallback:
             self.metrics.count_fallback("sizing")
-        first_step = "replicas" not in workload.status
         obj = obs.objects[workload.key]
         if workload.mode == AUTO:
             if first_step:
-                decision = start_with_initial(decision, workload)
-            applied = await self._apply(obs, workload, snapshot, decision)
+                decision = start_with_initial(dataclasses.replace(decision, replicas_from=live), workload)
+            target = decision.replicas_to
         else:
-            applied = await self._recommend(obs, workload, decision, memory)
+            target = int(np.clip(base, workload.replicas_min, workload.replicas_max))
+        if workload.replicas_desired != target:
+            # Written before acting: the count survives a restart, and a PDB given as a percentage
+            # is evaluated against it (the disruption controller reads the scale subresource).
+            try:
+                await self.kube.scale_workload(workload.namespace, workload.name, target)
+            except KubeError as error:
+                if error.status != 404:
+                    raise
+                # A CRD from before the scale subresource (helm upgrade leaves CRDs as they were):
+                # size on, counting the pods that exist, and say once how to fix it.
+                if "old-crd" not in memory.announced:
+                    memory.announced.add("old-crd")
+                    logger.warning("%s: %s; apply the current CRD (crds/) for kubectl scale and PDB percentages",
+                                   workload.key, error)
+        moves = converge(snapshot, row, live=live, target=target)
+        if workload.mode == AUTO:
+            # The first step's reason already says it starts from the pods that exist.
+            reason = decision.horizontal_reason if first_step else moves_reason(decision, base=base, live=live)
+            decided_from = live if first_step else base
+            decision = dataclasses.replace(decision, replicas_from=live, remove_pods=moves.remove_pods,
+                                           horizontal_reason=reason)
+            applied = await self._apply(obs, workload, snapshot, decision, memory, decided_from=decided_from)
+        else:
+            applied = await self._recommend(obs, workload, decision, memory, moves)
         for record in applied.records:
             self.metrics.count_decision(record.kind, record.outcome)
             await self._post(_workload_event_object(obj), decision_event(record), record.kind)
         for pod, event in applied.resize_events:
             await self._post(_pod_event_object(pod), event, "Resize")
+        for event in applied.workload_events:
+            await self._post(_workload_event_object(obj), event, "Scale")
         # Warnings that would repeat every step are posted when they start or change; the
         # thrifty_policy_fallbacks_total counter still counts every step.
         fallback = f"fallback:{decision.fallback or unsized}" if decision.fallback or unsized else None
@@ -531,43 +638,81 @@ class Reconciler:
         outage = "; ".join(errors)
         if errors and f"outage:{outage}" not in memory.announced:
             await self._post(_workload_event_object(obj), metrics_unavailable_event(errors), "Observe")
-        memory.announced = {a for a in memory.announced if not a.startswith(("outage:", "fallback:"))} | (
-            {f"outage:{outage}"} if errors else set()) | ({fallback} if fallback else set())
-        await self._write_status(obs, workload, snapshot, row, decision, applied, memory)
+        blocked = f"blocked:{applied.blocked}" if applied.blocked else None
+        memory.announced = {a for a in memory.announced if not a.startswith(("outage:", "fallback:", "blocked:"))} | (
+            {f"outage:{outage}"} if errors else set()) | ({fallback} if fallback else set()) | (
+            {blocked} if blocked else set())
+        await self._write_status(obs, workload, snapshot, row, decision, applied, memory, live=live)
 
-    async def _apply(self, obs: Observation, workload: WorkloadSpec, snapshot: ClusterSnapshot,
-                     decision: WorkloadDecision) -> _Applied:
-        """Auto mode: carry the decision out, each action recorded with its outcome."""
-        now = obs.time_seconds
-        applied = _Applied(sizes={c.name: c.target for c in decision.containers} or initial_sizes(workload))
+    async def _converge(self, obs: Observation, workload: WorkloadSpec, moves: Moves, applied: _Applied,
+                        memory: _Memory, *, scheduler: str | None) -> list[str]:
+        """Bring the workload's pods to the decided count: finished pods removed, new pods
+        created, surplus pods evicted. Returns the API errors; a PodDisruptionBudget's refusal is
+        not one (it lands in ``applied.blocked``, and the next step tries again)."""
         errors = []
-        change = decision.replicas_to - decision.replicas_from
-        scheduler = (workload.template.get("spec") or {}).get("schedulerName") or SCHEDULER_NAME
-        for name in free_pod_names(workload, obs.pods, max(change, 0)):
+        for finished in finished_pods(workload, obs.pods):
+            meta = finished["metadata"]
+            try:
+                # A finished pod is no disruption (a PDB counts only running pods): deleted directly.
+                await self.kube.delete_pod(meta["namespace"], meta["name"], meta["uid"])
+                applied.workload_events.append(finished_pod_event(object_key(finished), finished_reason(finished)))
+            except KubeError as error:
+                errors.append(str(error))
+        for name in free_pod_names(workload, obs.pods, moves.create):
             manifest = pod_manifest(workload, name=name, scheduler_name=scheduler, resources=applied.sizes)
             try:
-                obs.put(await self.kube.create_pod(manifest))
+                created = await self.kube.create_pod(manifest)
+                obs.put(created)
                 applied.created += 1
+                applied.new_pods.append(created)
             except KubeError as error:
                 if error.status != 409:  # 409: a peer (or this step before a restart) made it already
                     errors.append(str(error))
-        for pod_key in decision.remove_pods:
-            pod = obs.pod(pod_key)
-            if pod is None:
+        blocked = []
+        for pod_key in moves.remove_pods:
+            victim = obs.pod(pod_key)
+            if victim is None:
                 continue
+            meta = victim["metadata"]
             try:
-                await self.kube.delete_pod(pod["metadata"]["namespace"], pod["metadata"]["name"],
-                                           pod["metadata"]["uid"])
+                await self.kube.evict_pod(meta["namespace"], meta["name"], meta["uid"])
                 applied.deleted += 1
+                applied.removed.add(pod_key)
+            except EvictionBlocked as error:
+                blocked.append((pod_key, error.budgets))
             except KubeError as error:
                 errors.append(str(error))
-        if change:
-            outcome = FAILED if errors else APPLIED
-            applied.records.append(horizontal_record(decision, outcome=outcome, time_seconds=now,
-                                                     error="; ".join(errors)))
+        if blocked:
+            applied.blocked = blocked_message(blocked)
+            if workload.mode != AUTO and f"blocked:{applied.blocked}" not in memory.announced:
+                applied.workload_events.append(scale_in_blocked_event(applied.blocked))
+        return errors
+
+    async def _apply(self, obs: Observation, workload: WorkloadSpec, snapshot: ClusterSnapshot,
+                     decision: WorkloadDecision, memory: _Memory, *, decided_from: int) -> _Applied:
+        """Auto mode: carry the decision out, each action recorded with its outcome.
+        ``decided_from`` is the count the policy decided from (see :func:`replica_base`)."""
+        now = obs.time_seconds
+        applied = _Applied(sizes={c.name: c.target for c in decision.containers} or initial_sizes(workload))
+        scheduler = (workload.template.get("spec") or {}).get("schedulerName") or SCHEDULER_NAME
+        moves = Moves(create=max(decision.replicas_to - decision.replicas_from, 0), remove_pods=decision.remove_pods)
+        errors = await self._converge(obs, workload, moves, applied, memory, scheduler=scheduler)
+        if decision.replicas_to != decision.replicas_from:
+            if errors:
+                applied.records.append(horizontal_record(decision, outcome=FAILED, time_seconds=now,
+                                                         error="; ".join(errors)))
+            elif applied.blocked:
+                # Recorded (and its Warning posted) when the block starts or changes, not every step.
+                if f"blocked:{applied.blocked}" not in memory.announced:
+                    applied.records.append(horizontal_record(decision, outcome=REJECTED, time_seconds=now,
+                                                             error=applied.blocked))
+            else:
+                applied.records.append(horizontal_record(decision, outcome=APPLIED, time_seconds=now))
         await self._resize(obs, workload, snapshot, decision, applied)
+        # The policy's own change of the count starts its cooldowns; replacing failed pods,
+        # carrying out a kubectl scale or retrying a held-up scale-in does not.
         self.ledger = self.ledger.record(workload=workload.key, time_seconds=now,
-                                         scaled_by=applied.created - applied.deleted,
+                                         scaled_by=decision.replicas_to - decided_from,
                                          resized=applied.resized_pods > 0)
         return applied
 
@@ -630,26 +775,20 @@ class Reconciler:
                                                    error=why))
 
     async def _recommend(self, obs: Observation, workload: WorkloadSpec, decision: WorkloadDecision,
-                         memory: _Memory) -> _Applied:
-        """Recommend mode: record what Auto would do; only start the workload (see module docs)."""
+                         memory: _Memory, moves: Moves) -> _Applied:
+        """Recommend mode: record what Auto would do; only keep the count the scale subresource
+        asks for (``spec.replicas.initial`` to start with, then what ``kubectl scale`` sets),
+        replacing finished pods (see module docs)."""
         now = obs.time_seconds
         applied = _Applied()
+        # The template's own schedulerName: kube-scheduler places them unless it names thrifty.
+        errors = await self._converge(obs, workload, moves, applied, memory, scheduler=None)
+        for error in errors:
+            logger.warning("could not keep %s at %d replicas: %s", workload.key, decision.replicas_from, error)
+        if applied.new_pods:
+            applied.records.extend(self._placement_recommendations(obs, applied.new_pods))
+            return applied  # the decision was taken before they existed; the next step's counts
         current = decision.replicas_from
-        if current < workload.replicas_initial:
-            created = []
-            for name in free_pod_names(workload, obs.pods, workload.replicas_initial - current):
-                # The template's own schedulerName: kube-scheduler places them unless it names thrifty.
-                manifest = pod_manifest(workload, name=name, scheduler_name=None, resources={})
-                try:
-                    created.append(await self.kube.create_pod(manifest))
-                except KubeError as error:
-                    logger.warning("could not start %s: %s", workload.key, error)
-            for pod in created:
-                obs.put(pod)
-            applied.created = len(created)
-            applied.records.extend(self._placement_recommendations(obs, created))
-            if created:
-                return applied  # the decision was taken before they existed; the next step's counts
         wanted = (decision.replicas_to, tuple((c.name, c.target) for c in decision.containers if c.changed))
         if wanted == memory.last_recommendation:
             return applied  # recorded already; a recommendation is repeated only when it changes
@@ -661,14 +800,14 @@ class Reconciler:
         return applied
 
     async def _write_status(self, obs: Observation, workload: WorkloadSpec, snapshot: ClusterSnapshot, row: int,
-                            decision: WorkloadDecision, applied: _Applied, memory: _Memory) -> None:
+                            decision: WorkloadDecision, applied: _Applied, memory: _Memory, *, live: int) -> None:
         now = obs.time_seconds
         elapsed = 0.0 if memory.last_step_seconds is None else max(now - memory.last_step_seconds, 0.0)
         memory.last_step_seconds = now
         watts = float(self.power.workload_watts(snapshot)[row])
         memory.energy_joules_total += watts * elapsed
         latency = float(snapshot.workloads.latency_p95_seconds[row])
-        if math.isfinite(latency):
+        if math.isfinite(latency) and math.isfinite(workload.slo_latency_p95_seconds):
             memory.slo_met.append(latency <= workload.slo_latency_p95_seconds)
         attainment = slo_attainment(memory.slo_met)
         ooms = float(snapshot.containers.oom_kills_total[snapshot.containers.workload_index == row].sum())
@@ -679,9 +818,9 @@ class Reconciler:
             throttled_fraction=np.array([np.nan]), evictions=np.array([0.0]),
             churn=np.array([applied.created + applied.deleted + applied.resized_pods], dtype=float),
         ).reward[0])
-        replicas = decision.replicas_from + applied.created - applied.deleted
-        pods = sorted((p for p in obs.pods if owns(workload, p) and not is_terminating(p)
-                       and object_key(p) not in decision.remove_pods),
+        replicas = live + applied.created - applied.deleted
+        pods = sorted((p for p in obs.pods if owns(workload, p) and not is_terminating(p) and not is_finished(p)
+                       and object_key(p) not in applied.removed),
                       key=lambda p: (parse_time(p["metadata"].get("creationTimestamp")), object_key(p)))
         ready = sum(1 for p in pods if is_ready(p))
         now_sizes = {c["name"]: container_resources(c) for c in pods[0]["spec"]["containers"]} if pods else {}
@@ -693,7 +832,8 @@ class Reconciler:
                              maximum=workload.replicas_max),
              policy_condition(self.policy.info, self.policy_error),
              metrics_condition(obs.source_errors.get(workload.key, [])),
-             slo_condition(latency, workload.slo_latency_p95_seconds)],
+             slo_condition(latency, workload.slo_latency_p95_seconds),
+             scale_in_condition(applied.blocked)],
             generation=workload.generation, time_seconds=now)
         status = workload_status(
             generation=workload.generation, replicas=replicas, ready_replicas=ready,
@@ -703,7 +843,7 @@ class Reconciler:
             last_decisions=merge_last_decisions(workload.status.get("lastDecisions") or [],
                                                 applied.records, self.config.last_decisions_limit),
             policy=self.policy.info, policy_fallback=bool(self.policy_error or decision.fallback),
-            conditions=conditions)
+            conditions=conditions, selector=pod_selector(workload), sizing_signals=sizing_signals(snapshot, row))
         self.metrics.set_workload(workload.namespace, workload.name, watts=watts, elapsed_seconds=elapsed,
                                   replicas=replicas, reward=reward, latency_p95_seconds=latency,
                                   slo_attainment=attainment)

@@ -22,7 +22,9 @@ from collections.abc import Mapping
 import numpy as np
 
 ContainerKey = tuple[str, str]
-"""``(namespace/pod, container)``."""
+"""``(pod UID, container)``: by UID, not name, so that a pod re-created under a deleted pod's
+name (Thrifty reuses the lowest free name) starts with an empty window instead of the old pod's
+peaks."""
 
 
 class UsageHistory:

@@ -159,6 +159,12 @@ def is_finished(pod: Mapping) -> bool:
     return pod.get("status", {}).get("phase") in ("Succeeded", "Failed")
 
 
+def pod_uid(pod: Mapping) -> str:
+    """The pod's UID: what the usage history is keyed by, so that a pod re-created under the
+    same name starts with an empty history."""
+    return str(pod.get("metadata", {}).get("uid") or "")
+
+
 def is_terminating(pod: Mapping) -> bool:
     return bool(pod.get("metadata", {}).get("deletionTimestamp"))
 
@@ -250,7 +256,11 @@ class WorkloadSpec:
     replicas_max: int
     replicas_initial: int
     """Pods to start with: ``spec.replicas.initial``, else ``min``, at least 1."""
+    replicas_desired: int | None
+    """``spec.replicas.desired``, the scale subresource's count (None until Thrifty or
+    ``kubectl scale`` sets it)."""
     slo_latency_p95_seconds: float
+    """``spec.slo.latencyP95Milliseconds`` in seconds; NaN for a workload without ``spec.slo``."""
     latency_query: str | None
     energy_weight: float
     dependencies: tuple[tuple[str, float], ...]
@@ -286,10 +296,16 @@ def parse_workload(obj: Mapping) -> WorkloadSpec:
     if not 0 <= minimum <= maximum:
         raise ValueError(f"{namespace}/{name}: spec.replicas: need 0 <= min <= max, got min {minimum}, max {maximum}")
     initial = int(replicas.get("initial", max(minimum, 1)))
-    slo = spec.get("slo") or {}
-    latency_ms = float(slo.get("latencyP95Milliseconds", math.nan))
-    if not latency_ms > 0:
-        raise ValueError(f"{namespace}/{name}: spec.slo.latencyP95Milliseconds: must be > 0, got {latency_ms}")
+    desired = replicas.get("desired")
+    if desired is not None and not 0 <= int(desired) <= 1000:
+        raise ValueError(f"{namespace}/{name}: spec.replicas.desired: must lie in [0, 1000], got {desired}")
+    slo = spec.get("slo")
+    latency_ms = math.nan  # no SLO: sizing follows utilisation and usage only
+    if slo is not None:
+        latency_ms = float(slo.get("latencyP95Milliseconds", math.nan))
+        if not latency_ms > 0:
+            raise ValueError(f"{namespace}/{name}: spec.slo.latencyP95Milliseconds: must be > 0, got {latency_ms}")
+    slo = slo or {}
     policy = spec.get("policy") or {}
     mode = policy.get("mode", RECOMMEND)
     if mode not in (AUTO, RECOMMEND):
@@ -304,6 +320,7 @@ def parse_workload(obj: Mapping) -> WorkloadSpec:
         template=spec.get("template") or {},
         replicas_min=minimum, replicas_max=maximum,
         replicas_initial=int(np.clip(initial, minimum, maximum)),
+        replicas_desired=None if desired is None else int(desired),
         slo_latency_p95_seconds=latency_ms / 1000.0,
         latency_query=(slo.get("latencyQuery") or "").strip() or None,
         energy_weight=float((spec.get("objective") or {}).get("energyWeight", 0.5)),
@@ -323,6 +340,30 @@ def owns(workload: WorkloadSpec, pod: Mapping) -> bool:
     return (pod.get("metadata", {}).get("namespace") == workload.namespace
             and labels.get(WORKLOAD_LABEL) == workload.name
             and controller_uid(pod) == workload.uid)
+
+
+def pod_selector(workload: WorkloadSpec) -> str:
+    """The label selector of the workload's pods, as ``status.selector`` (the scale
+    subresource's) reports it."""
+    return f"{WORKLOAD_LABEL}={workload.name}"
+
+
+def finished_pods(workload: WorkloadSpec, pods: Sequence[Mapping]) -> list[Mapping]:
+    """The workload's pods that ended (Failed, among them those the kubelet evicted, or
+    Succeeded) and are not being deleted yet: they hold no resources and serve nothing, so they
+    are removed and replaced."""
+    return [p for p in pods if owns(workload, p) and is_finished(p) and not is_terminating(p)]
+
+
+def finished_reason(pod: Mapping) -> str:
+    """Why a finished pod ended, for an Event: its phase, and the kubelet's reason and message."""
+    status = pod.get("status", {})
+    why = status.get("phase", "Unknown")
+    if status.get("reason"):
+        why += f", reason {status['reason']}"
+    if status.get("message"):
+        why += f": {status['message']}"
+    return why
 
 
 # --- metrics.k8s.io ----------------------------------------------------------------------------
@@ -350,6 +391,27 @@ def container_usage(pod_metrics: Sequence[Mapping]) -> dict[ContainerKey, tuple[
                 cpu_millicores(values["cpu"]) if "cpu" in values else math.nan,
                 memory_bytes(values["memory"]) if "memory" in values else math.nan,
             )
+    return usage
+
+
+def usage_by_uid(pod_metrics: Sequence[Mapping], pods: Sequence[Mapping]) -> dict[ContainerKey, tuple[float, float]]:
+    """``PodMetrics`` items as ``{(pod UID, container): (cpu millicores, memory bytes)}``.
+
+    PodMetrics name a pod, not its UID: each is matched to the live pod of that name. A sample
+    whose window ended before that pod was created measured an earlier pod of the same name and
+    is dropped, so a re-created pod never inherits its predecessor's usage.
+    """
+    by_key = {object_key(p): p for p in pods}
+    usage = {}
+    for item in pod_metrics:
+        pod = by_key.get(object_key(item))
+        if pod is None or not pod_uid(pod):
+            continue
+        uid = pod_uid(pod)
+        if parse_time(item.get("timestamp")) < parse_time(pod["metadata"].get("creationTimestamp")):
+            continue
+        for (_, container), sample in container_usage([item]).items():
+            usage[(uid, container)] = sample
     return usage
 
 
@@ -401,8 +463,9 @@ def build_snapshot(
         time_seconds: Unix time of the observation.
         nodes, pods: the API objects.
         workloads: parsed RLWorkloads (their order is the snapshot's workload order).
-        history: usage windows per container (already holding this observation).
-        node_usage_now, container_usage_now: metrics.k8s.io usage; absent means unknown (NaN).
+        history: usage windows per container (already holding this observation), by pod UID.
+        node_usage_now: metrics.k8s.io usage by node; absent means unknown (NaN).
+        container_usage_now: metrics.k8s.io usage by ``(pod UID, container)`` (:func:`usage_by_uid`).
         latency_seconds: measured p95 by workload key; absent means unknown.
         include_pending: which unbound pods to include; default: those Thrifty places and those
             of an RLWorkload.
@@ -449,7 +512,7 @@ def build_snapshot(
         for container in pod["spec"].get("containers", []):
             name = container["name"]
             resources = container_resources(container)
-            key = (pod_names[row], name)
+            key = (pod_uid(pod), name)
             cpu_window, memory_window = history.window(key, time_seconds)
             c_pod.append(row)
             c_names.append(name)

@@ -110,6 +110,8 @@ _EVENT_REASONS = {
     (HORIZONTAL, APPLIED): (NORMAL, "Scaled"),
     (HORIZONTAL, RECOMMENDED): (NORMAL, "ScaleRecommended"),
     (HORIZONTAL, FAILED): (WARNING, "FailedScale"),
+    # The one horizontal rejection after the safety layer: a PodDisruptionBudget refused an eviction.
+    (HORIZONTAL, REJECTED): (WARNING, "ScaleInBlocked"),
     (VERTICAL, APPLIED): (NORMAL, "Resized"),
     (VERTICAL, RECOMMENDED): (NORMAL, "ResizeRecommended"),
     (VERTICAL, REJECTED): (WARNING, "ResizeRejected"),
@@ -162,6 +164,18 @@ def sizing_held_event(error: str) -> EventText:
     """Neither the policy nor the heuristic gave a valid sizing answer."""
     return EventText(WARNING, "SizingHeld", _truncate(f"{error}; the size is held as it is (replicas are kept "
                                                       "within spec.replicas)", MAX_EVENT_MESSAGE))
+
+
+def finished_pod_event(pod: str, why: str) -> EventText:
+    """A pod of the workload ended (failed, evicted by the kubelet, or completed) and was removed."""
+    return EventText(WARNING, "FinishedPodRemoved",
+                     _truncate(f"removed pod {pod} ({why}); a new pod replaces it", MAX_EVENT_MESSAGE))
+
+
+def scale_in_blocked_event(blocked: str) -> EventText:
+    """A scale-in waits on a PodDisruptionBudget (posted when the block starts or changes)."""
+    return EventText(WARNING, "ScaleInBlocked",
+                     _truncate(f"{blocked}; the scale-in is retried at the next step", MAX_EVENT_MESSAGE))
 
 
 def metrics_unavailable_event(errors: Iterable[str]) -> EventText:
@@ -224,7 +238,19 @@ def metrics_condition(errors: Sequence[str]) -> Condition:
     return Condition("MetricsAvailable", "True", "SourcesUp", "usage and latency sources answer")
 
 
+def scale_in_condition(blocked: str | None) -> Condition:
+    """``ScaleInBlocked``: True while a PodDisruptionBudget refuses the evictions a scale-in
+    needs (``blocked`` says which budget and pods); the scale-in is tried again next step."""
+    if blocked:
+        return Condition("ScaleInBlocked", "True", "PodDisruptionBudget",
+                         f"{blocked}; the scale-in is retried at the next step")
+    return Condition("ScaleInBlocked", "False", "NotBlocked", "no scale-in waits on a PodDisruptionBudget")
+
+
 def slo_condition(latency_p95_seconds: float, slo_seconds: float) -> Condition:
+    if math.isnan(slo_seconds):
+        return Condition("SLOMet", "Unknown", "NoSLO",
+                         "spec.slo is not set: sizing follows utilisation and usage (see status.sizingSignals)")
     if math.isnan(latency_p95_seconds):
         return Condition("SLOMet", "Unknown", "LatencyUnknown",
                          "no p95 latency measured (set spec.slo.latencyQuery and --prometheus-url)")
@@ -285,6 +311,8 @@ def workload_status(
     policy: PolicyInfo,
     policy_fallback: bool,
     conditions: list[dict],
+    selector: str,
+    sizing_signals: Sequence[str],
 ) -> dict:
     """The whole ``status`` of an RLWorkload, as a JSON merge patch (None removes a field)."""
     return {
@@ -302,6 +330,8 @@ def workload_status(
         "policy": {"name": policy.name, "version": policy.version, "backend": policy.backend,
                    "fallback": policy_fallback},
         "conditions": conditions,
+        "selector": selector,
+        "sizingSignals": list(sizing_signals),
     }
 
 

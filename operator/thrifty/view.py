@@ -41,6 +41,7 @@ from thrifty.observe import (
     parse_time,
     pinned_bounds,
     pod_requests,
+    pod_uid,
     workload_table,
 )
 from thrifty.snapshot import NO_WORKLOAD, UNBOUND, ClusterSnapshot, ContainerTable, NodeTable, PodTable
@@ -333,7 +334,7 @@ class ClusterView:
             for container in pod.get("spec", {}).get("containers", []):
                 name = container["name"]
                 size = container_resources(container)
-                cpu_window, memory_window = history.window((object_key(pod), name), time_seconds)
+                cpu_window, memory_window = history.window((pod_uid(pod), name), time_seconds)
                 pinned = pinned_bounds(workload.container_bounds.get(name) if workload else None, size)
                 rows.append((pod_row, name, size, pinned, cpu_window, memory_window, oom_killed(pod, name)))
         n = len(rows)

@@ -93,6 +93,9 @@ def test_crd_is_established_with_names(crd: Cluster) -> None:
     [version] = obj["spec"]["versions"]
     assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, True)
     assert "status" in version["subresources"]
+    assert version["subresources"]["scale"] == {"specReplicasPath": ".spec.replicas.desired",
+                                                "statusReplicasPath": ".status.replicas",
+                                                "labelSelectorPath": ".status.selector"}
 
 
 def test_crd_apply_is_idempotent(crd: Cluster) -> None:
@@ -192,6 +195,8 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
      "spec.replicas.max", "should be less than or equal to 1000"),
     ("replicas-min-not-integer", _with(("spec.replicas.min", "two")),
      "spec.replicas.min", "must be of type integer"),
+    ("replicas-desired-too-large", _with(("spec.replicas.desired", 1001)),
+     "spec.replicas.desired", "should be less than or equal to 1000"),
     ("replicas-initial-outside", _with(("spec.replicas.initial", 11)),
      "spec.replicas.initial", "must be between min and max (1 to 10)"),
     # vertical bounds
@@ -214,7 +219,6 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
     ("container-duplicate", _with(("spec.containers.1.name", "app")),
      "spec.containers[1]", "Duplicate value"),
     # slo
-    ("slo-missing", _with(("spec.slo", _MISSING)), "spec.slo", "Required value"),
     ("slo-latency-zero", _with(("spec.slo.latencyP95Milliseconds", 0)),
      "spec.slo.latencyP95Milliseconds", "should be greater than or equal to 1"),
     ("slo-latency-fraction", _with(("spec.slo.latencyP95Milliseconds", 150.5)),
@@ -318,6 +322,7 @@ def test_full_is_accepted_as_written(crd: Cluster, ns: str) -> None:
         ("integer-quantities", [("spec.containers", [{"name": "proxy", "cpu": {"min": 1, "max": 2}}])]),
         ("energy-only", [("spec.objective", {"energyWeight": 1})]),
         ("performance-only", [("spec.objective", {"energyWeight": 0})]),
+        ("with-desired", [("spec.replicas", {"min": 1, "max": 10, "desired": 4})]),
     ],
 )
 def test_valid_rlworkload_is_accepted(crd: Cluster, ns: str, name: str, changes: list) -> None:
@@ -338,6 +343,15 @@ def _contains(got: Any, want: Any) -> bool:
     if isinstance(want, list):
         return isinstance(got, list) and len(got) == len(want) and all(map(_contains, got, want))
     return got == want
+
+
+def test_rlworkload_without_slo_is_accepted(crd: Cluster, ns: str) -> None:
+    """A worker or a batch service has no latency target: spec.slo may be left out."""
+    obj = _with(("spec.slo", _MISSING))
+    obj["metadata"]["name"] = "no-slo"
+    proc = _create(crd, ns, obj)
+    assert proc.returncode == 0, proc.stderr
+    assert "slo" not in _get(crd, ns, "no-slo")["spec"]
 
 
 def test_generated_name_passes_the_self_dependency_rule(crd: Cluster, ns: str) -> None:
@@ -518,7 +532,7 @@ def _explain(cluster: Cluster, field: str) -> str:
 
 def test_explain_slo(crd: Cluster) -> None:
     out = _explain(crd, "rlworkload.spec.slo")
-    assert "The latency objective the workload must meet." in out
+    assert "The latency objective the workload must meet. Optional" in out
     assert "latencyP95Milliseconds" in out and "-required-" in out
     assert "latencyQuery" in out and "PromQL" in out
 
@@ -538,7 +552,8 @@ def test_explain_nested_fields(crd: Cluster) -> None:
 
 def test_explain_status(crd: Cluster) -> None:
     out = _explain(crd, "rlworkload.status")
-    for field in ("sloAttainment", "energyWatts", "lastDecisions", "conditions", "observedGeneration", "policy"):
+    for field in ("sloAttainment", "energyWatts", "lastDecisions", "conditions", "observedGeneration", "policy",
+                  "selector", "sizingSignals"):
         assert field in out, field
     assert "Written by Thrifty only" in out
     out = _explain(crd, "rlworkload.status.lastDecisions.outcome")

@@ -44,7 +44,9 @@ IMAGE_POLICIES = "/opt/thrifty/policies"
 GRANTED = {
     "rlworkloads.thrifty.dev": {"get", "list", "watch", "patch"},
     "rlworkloads.thrifty.dev/status": {"patch"},
+    "rlworkloads.thrifty.dev/scale": {"patch"},
     "pods": {"get", "list", "watch", "create", "delete"},
+    "pods/eviction": {"create"},
     "pods/binding": {"create"},
     "bindings": {"create"},
     "pods/resize": {"patch"},
@@ -87,7 +89,8 @@ DENIED = [
     ("create", "rlworkloads.thrifty.dev"), ("update", "rlworkloads.thrifty.dev/status"),
     ("delete", "events"), ("create", "serviceaccounts/token"), ("impersonate", "users"),
     ("bind", "clusterroles.rbac.authorization.k8s.io"), ("escalate", "clusterroles.rbac.authorization.k8s.io"),
-    ("create", "pods/exec"), ("create", "pods/eviction"), ("delete", "customresourcedefinitions.apiextensions.k8s.io"),
+    ("create", "pods/exec"), ("update", "rlworkloads.thrifty.dev/scale"),
+    ("delete", "customresourcedefinitions.apiextensions.k8s.io"),
 ]
 """A sample of what an identity that binds and deletes pods must never be able to do besides."""
 

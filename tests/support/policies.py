@@ -11,6 +11,7 @@ name prefix    sizing action
 ``shrink-``    -1 replica, keep requests
 ``nan-``       NaN everywhere (a broken policy: the heuristic must take over)
 ``trim-``      keep replicas, CPU request at p95 usage + 5 % (shrinks idle pods)
+``keep-``      keep replicas and requests (the count changes only by ``kubectl scale``)
 anything else  the heuristic's action
 =============  =================================================================
 """
@@ -24,6 +25,7 @@ from thrifty.actions import (
     KEEP_ACTION,
     KEEP_CPU,
     KEEP_MEMORY,
+    KEEP_REPLICAS,
     REPLICA_DELTAS,
     SizingProposal,
     decode_sizing,
@@ -74,6 +76,8 @@ class ScriptedPolicy:
             return REPLICA_DELTAS.index(-1), KEEP_CPU, KEEP_MEMORY
         if name.startswith("trim-"):
             return REPLICA_DELTAS.index(0), CPU_HEADROOMS.index(0.05), KEEP_MEMORY
+        if name.startswith("keep-"):
+            return KEEP_REPLICAS, KEEP_CPU, KEEP_MEMORY
         return None
 
 

@@ -5,6 +5,7 @@ of a decision (thrifty.handlers' pure helpers) and the checks of ``thrifty run``
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
@@ -26,8 +27,19 @@ from thrifty.actions import (
     keep_proposal,
 )
 from thrifty.cli import main
-from thrifty.core import plan_placements, plan_sizing, pods_to_remove
-from thrifty.handlers import OperatorConfig, free_pod_names, hold, initial_sizes, start_with_initial
+from thrifty.core import plan_placements, plan_sizing, pods_to_remove, sizing_signals, with_replicas
+from thrifty.handlers import (
+    Moves,
+    OperatorConfig,
+    blocked_message,
+    converge,
+    free_pod_names,
+    hold,
+    initial_sizes,
+    moves_reason,
+    replica_base,
+    start_with_initial,
+)
 from thrifty.observe import WorkloadSpec, parse_workload
 from thrifty.policy.base import PolicyError, PolicyInfo
 from thrifty.policy.heuristic import HeuristicPolicy
@@ -289,6 +301,78 @@ def test_hold_keeps_the_size_but_restores_the_bounds(replicas: int, bounds: dict
     assert all(not c.changed and "metrics source down" in c.reason for c in held.containers)
     assert held.containers == () or held.containers[0].current.cpu_request_millicores == 400
     assert held.horizontal_reason.endswith("(metrics source down)") and held.fallback is None
+
+
+@pytest.mark.parametrize(("replicas", "live", "first_step", "base"), [
+    ({"max": 5, "initial": 3}, 0, True, 3),  # a new workload starts at initial
+    ({"max": 5, "initial": 3}, 2, False, 2),  # no count set and not new: the pods that exist
+    ({"max": 5, "initial": 3, "desired": 4}, 2, False, 4),  # the scale subresource's count
+    ({"max": 5, "initial": 3, "desired": 0}, 2, True, 0),  # kubectl scale --replicas 0
+])
+def test_replica_base(replicas: dict, live: int, first_step: bool, base: int) -> None:
+    assert replica_base(spec(replicas=replicas), live, first_step) == base
+
+
+@pytest.mark.parametrize(("live", "target", "create", "removed"), [
+    (3, 3, 0, 0),
+    (2, 3, 1, 0),  # a failed pod replaced
+    (3, 1, 0, 2),
+    (0, 2, 2, 0),
+])
+def test_converge(live: int, target: int, create: int, removed: int) -> None:
+    moves = converge(sizing_snapshot(replicas=live), 0, live=live, target=target)
+    assert moves.create == create and len(moves.remove_pods) == removed
+    assert set(moves.remove_pods) <= {f"default/pod-{i}" for i in range(live)}
+
+
+def test_the_policy_decides_from_the_scale_count() -> None:
+    """As an HPA does from spec.replicas: 2 pods exist, the count is 4, the policy asks +1."""
+    snapshot = with_replicas(sizing_snapshot(replicas=2), 0, 4)
+    [decision], _ = plan_sizing(snapshot, Scripted(actions=[action(+1)]), HEURISTIC, ChurnLedger(), FREE)
+    assert (decision.replicas_from, decision.replicas_to) == (4, 5)
+
+
+@pytest.mark.parametrize(("base", "live", "replicas_to", "words"), [
+    (3, 3, 2, "policy's words"),  # nothing to tell apart
+    (4, 2, 4, "scaled 2→4: spec.replicas.desired is 4 (2 running pods; policy's words)"),
+    (4, 2, 5, "policy's words (2 running pods)"),
+])
+def test_moves_reason(base: int, live: int, replicas_to: int, words: str) -> None:
+    [decision], _ = plan_sizing(sizing_snapshot(replicas=base), Scripted(actions=[action(0)]), HEURISTIC,
+                                ChurnLedger(), FREE)
+    decision = dataclasses.replace(decision, replicas_to=replicas_to, horizontal_reason="policy's words")
+    assert moves_reason(decision, base=base, live=live) == words
+
+
+def test_blocked_message_names_the_pods_and_the_budget() -> None:
+    budget = "The disruption budget web needs 3 healthy pods and has 3 currently"
+    assert blocked_message([("ns/web-2", budget), ("ns/web-1", budget)]) == (
+        f"eviction of ns/web-2, ns/web-1 refused: {budget}")
+    assert Moves(create=0, remove_pods=()).create == 0
+
+
+@pytest.mark.parametrize(("workload", "pod", "signals"), [
+    ({"slo": 0.2, "latency": 0.1}, {"usage": 100, "memory_usage": 100 * MI},
+     ("latency", "utilisation", "memoryUsage", "oomKills")),
+    ({"slo": math.nan, "latency": 0.1}, {"usage": 100, "memory_usage": 100 * MI},
+     ("utilisation", "memoryUsage", "oomKills")),  # no SLO: latency is no signal
+    ({"slo": 0.2}, {"usage": 100}, ("utilisation", "oomKills")),  # no latency measured, no memory sample
+    ({"slo": math.nan}, None, ()),  # no pod yet: nothing measured
+])
+def test_sizing_signals(workload: dict, pod: dict | None, signals: tuple[str, ...]) -> None:
+    pods = [{"node": 0, "workload": 0, "cpu": 400, **pod}] if pod is not None else []
+    snapshot = make_snapshot(node_cpu=[8000], pods=pods, workloads=[{"min": 1, "max": 5, **workload}])
+    assert sizing_signals(snapshot, 0) == signals
+
+
+def test_no_slo_sizes_on_utilisation() -> None:
+    """Without an SLO the heuristic scales on CPU utilisation of requests (the HPA rule), and the
+    reason says there is no SLO."""
+    snapshot = make_snapshot(node_cpu=[8000, 8000],
+                             pods=[{"node": i % 2, "workload": 0, "cpu": 100, "usage": 200} for i in range(2)],
+                             workloads=[{"min": 1, "max": 5, "slo": math.nan, "latency": 0.5}])
+    [decision], _ = plan_sizing(snapshot, HEURISTIC, HEURISTIC, ChurnLedger(), FREE)
+    assert decision.replicas_to > 2 and "no SLO" in decision.horizontal_reason, decision.horizontal_reason
 
 
 @pytest.mark.parametrize(("existing", "count", "names"), [

@@ -16,6 +16,8 @@ from thrifty.observe import (
     build_snapshot,
     container_usage,
     cpu_millicores,
+    finished_pods,
+    finished_reason,
     format_cpu,
     format_memory,
     memory_bytes,
@@ -26,7 +28,9 @@ from thrifty.observe import (
     parse_time,
     parse_workload,
     pod_requests,
+    pod_selector,
     resource_quantities,
+    usage_by_uid,
 )
 from thrifty.snapshot import NO_WORKLOAD, UNBOUND
 
@@ -211,6 +215,86 @@ def test_parse_workload_names_the_bad_field(patch: dict, field: str) -> None:
         parse_workload(workload(**patch))
 
 
+def test_parse_workload_without_slo() -> None:
+    """No spec.slo (a worker, a batch service): accepted, with no latency target."""
+    body = workload()
+    del body["spec"]["slo"]
+    spec = parse_workload(body)
+    assert math.isnan(spec.slo_latency_p95_seconds) and spec.latency_query is None
+
+
+@pytest.mark.parametrize(("replicas", "desired"), [
+    ({"max": 4}, None),
+    ({"max": 4, "desired": 3}, 3),
+    ({"max": 4, "desired": 0}, 0),
+    ({"max": 4, "desired": 9}, 9),  # above max: kept as asked; sizing clips it to the bounds
+])
+def test_parse_workload_reads_the_scale_count(replicas: dict, desired: int | None) -> None:
+    assert parse_workload(workload(replicas=replicas)).replicas_desired == desired
+
+
+def test_pod_selector_names_the_workload_label() -> None:
+    assert pod_selector(parse_workload(workload())) == "thrifty.dev/workload=web"
+
+
+def _finished(name: str, phase: str, reason: str | None = None, **kw: object) -> dict:
+    obj = pod(name, node="n1", phase=phase, workload="web", owner="w-uid", **kw)
+    if reason:
+        obj["status"] |= {"reason": reason, "message": "The node was low on resource: memory."}
+    return obj
+
+
+@pytest.mark.parametrize(("obj", "finished"), [
+    (_finished("a", "Failed", "Evicted"), True),  # evicted by the kubelet
+    (_finished("b", "Failed"), True),
+    (_finished("c", "Succeeded"), True),
+    (_finished("d", "Running"), False),
+    (pod("e", workload="web", owner="w-uid"), False),  # Pending
+    (_finished("f", "Failed", deleting=True), False),  # already being deleted
+    (pod("g", node="n1", phase="Failed", workload="web", owner="other-uid"), False),  # not this workload's
+])
+def test_finished_pods(obj: dict, finished: bool) -> None:
+    assert (finished_pods(parse_workload(workload()), [obj]) == [obj]) is finished
+
+
+def test_finished_reason_says_what_the_kubelet_said() -> None:
+    assert finished_reason(_finished("a", "Failed", "Evicted")) == (
+        "Failed, reason Evicted: The node was low on resource: memory.")
+    assert finished_reason(_finished("b", "Succeeded")) == "Succeeded"
+
+
+@pytest.mark.parametrize(("sample_time", "kept"), [
+    ("2027-01-15T09:59:30Z", True),  # measured the live pod
+    ("2027-01-15T07:59:00Z", False),  # measured an earlier pod of the same name: dropped
+    (None, True),  # no window time given: kept
+])
+def test_usage_is_keyed_by_pod_uid(sample_time: str | None, kept: bool) -> None:
+    live = pod("web-0", node="n1", created=STAMP)
+    item = {"metadata": {"name": "web-0", "namespace": "ns"},
+            "containers": [{"name": "app", "usage": {"cpu": "20m", "memory": "10Mi"}}]}
+    if sample_time:
+        item["timestamp"] = sample_time
+    stray = {"metadata": {"name": "gone", "namespace": "ns"}, "containers": [{"name": "app", "usage": {"cpu": "1"}}]}
+    usage = usage_by_uid([item, stray], [live])
+    assert usage == ({("uid-web-0", "app"): (20.0, 10 * MI)} if kept else {})
+
+
+def test_recreated_pod_starts_with_an_empty_history() -> None:
+    """A pod re-created under a deleted pod's name (Thrifty reuses the lowest free name) does
+    not inherit the old pod's usage: the history is keyed by UID."""
+    h = history()
+    old, new = pod("web-0", node="n1", workload="web", owner="w-uid"), pod("web-0", node="n1", workload="web",
+                                                                             owner="w-uid")
+    new["metadata"]["uid"] = "uid-web-0-again"
+    h.record(NOW - 15, {("uid-web-0", "app"): (900.0, 400 * MI)})
+    snapshot = build_snapshot(time_seconds=NOW, nodes=[node("n1")], pods=[new],
+                              workloads=[parse_workload(workload())], history=h)
+    assert np.isnan(snapshot.containers.memory_history_bytes).all()
+    snapshot = build_snapshot(time_seconds=NOW, nodes=[node("n1")], pods=[old],
+                              workloads=[parse_workload(workload())], history=h)
+    assert np.nanmax(snapshot.containers.memory_history_bytes) == 400 * MI
+
+
 @pytest.mark.parametrize(("obj", "owned"), [
     (pod("p", workload="web", owner="w-uid"), True),
     (pod("p", workload="web", owner="other-uid"), False),  # the label alone is not enough
@@ -257,10 +341,10 @@ def test_snapshot_of_nodes_pods_and_workloads() -> None:
         pod("lost", node="gone-node"),  # its node was deleted
     ]
     h = history()
-    h.record(NOW, {("ns/w1", "app"): (20.0, 100 * MI)})
+    h.record(NOW, {("uid-w1", "app"): (20.0, 100 * MI)})
     snapshot = build_snapshot(
         time_seconds=NOW, nodes=nodes, pods=pods, workloads=[spec, db], history=h,
-        node_usage_now={"n1": (500.0, GI)}, container_usage_now={("ns/w1", "app"): (20.0, 100 * MI)},
+        node_usage_now={"n1": (500.0, GI)}, container_usage_now={("uid-w1", "app"): (20.0, 100 * MI)},
         latency_seconds={"ns/web": 0.15},
     )
     n = snapshot.nodes

@@ -25,6 +25,7 @@ from thrifty.record import (
     churn_times,
     decision_event,
     fallback_event,
+    finished_pod_event,
     format_time,
     horizontal_record,
     merge_conditions,
@@ -37,6 +38,8 @@ from thrifty.record import (
     policy_load_event,
     ready_condition,
     resources_action,
+    scale_in_blocked_event,
+    scale_in_condition,
     sizing_held_event,
     slo_attainment,
     slo_condition,
@@ -98,6 +101,7 @@ def test_records_carry_the_core_s_explanation() -> None:
     (HORIZONTAL, APPLIED, False, "Normal", "Scaled", ""),
     (HORIZONTAL, RECOMMENDED, False, "Normal", "ScaleRecommended", "recommended (mode Recommend, not applied): "),
     (HORIZONTAL, FAILED, False, "Warning", "FailedScale", "failed: "),
+    (HORIZONTAL, REJECTED, False, "Warning", "ScaleInBlocked", ""),  # a PodDisruptionBudget refused
     (VERTICAL, APPLIED, False, "Normal", "Resized", ""),
     (VERTICAL, APPLIED, True, "Normal", "Resized", ""),
     (VERTICAL, RECOMMENDED, False, "Normal", "ResizeRecommended", "recommended (mode Recommend, not applied): "),
@@ -186,6 +190,32 @@ def test_slo_condition(latency: float, status: str, reason: str) -> None:
     assert (condition.status, condition.reason) == (status, reason)
 
 
+@pytest.mark.parametrize("latency", [0.15, math.nan])
+def test_slo_condition_without_an_slo(latency: float) -> None:
+    condition = slo_condition(latency, math.nan)
+    assert (condition.status, condition.reason) == ("Unknown", "NoSLO") and "sizingSignals" in condition.message
+
+
+@pytest.mark.parametrize(("blocked", "status", "reason"), [
+    (None, "False", "NotBlocked"),
+    ("eviction of ns/web-2 refused: The disruption budget web needs 3 healthy pods and has 3 currently",
+     "True", "PodDisruptionBudget"),
+])
+def test_scale_in_condition(blocked: str | None, status: str, reason: str) -> None:
+    condition = scale_in_condition(blocked)
+    assert (condition.type, condition.status, condition.reason) == ("ScaleInBlocked", status, reason)
+    assert blocked is None or (blocked in condition.message and "retried" in condition.message)
+    if blocked:
+        event = scale_in_blocked_event(blocked)
+        assert (event.type, event.reason) == ("Warning", "ScaleInBlocked") and blocked in event.message
+
+
+def test_finished_pod_event() -> None:
+    event = finished_pod_event("ns/web-1", "Failed, reason Evicted: low on memory")
+    assert (event.type, event.reason) == ("Warning", "FinishedPodRemoved")
+    assert event.message == "removed pod ns/web-1 (Failed, reason Evicted: low on memory); a new pod replaces it"
+
+
 def test_policy_and_metrics_conditions() -> None:
     info = PolicyInfo(name="rl", version="abc123", backend="numpy")
     assert policy_condition(info, None).status == "True" and "abc123" in policy_condition(info, None).message
@@ -217,7 +247,10 @@ def test_workload_status_leaves_unknown_figures_out() -> None:
         generation=7, replicas=3, ready_replicas=2, recommended_replicas=4,
         containers=[ContainerState("app", SMALL, LARGE)], energy_watts=123.45678, energy_joules_total=5000.06,
         reward=-1.234567, latency_p95_seconds=math.nan, slo_attainment_fraction=None, last_decisions=[],
-        policy=info, policy_fallback=False, conditions=[])
+        policy=info, policy_fallback=False, conditions=[], selector="thrifty.dev/workload=web",
+        sizing_signals=("utilisation", "oomKills"))
+    assert status["selector"] == "thrifty.dev/workload=web"
+    assert status["sizingSignals"] == ["utilisation", "oomKills"]
     assert status["observedGeneration"] == 7 and status["replicas"] == 3 and status["readyReplicas"] == 2
     assert status["recommendedReplicas"] == 4
     assert status["containers"] == [{"name": "app", "requests": {"cpu": "250m", "memory": "128Mi"},
@@ -229,7 +262,8 @@ def test_workload_status_leaves_unknown_figures_out() -> None:
     known = workload_status(
         generation=7, replicas=3, ready_replicas=3, recommended_replicas=3, containers=[], energy_watts=-0.0,
         energy_joules_total=0.0, reward=0.0, latency_p95_seconds=0.2125, slo_attainment_fraction=0.75,
-        last_decisions=[], policy=info, policy_fallback=True, conditions=[])
+        last_decisions=[], policy=info, policy_fallback=True, conditions=[], selector="thrifty.dev/workload=web",
+        sizing_signals=())
     assert known["latencyP95Milliseconds"] == 212.5 and known["sloAttainment"] == 0.75
     assert known["energyWatts"] == 0.0 and known["policy"]["fallback"] is True
 
