@@ -32,8 +32,32 @@ from tests.support.operator import (
 def namespace(cluster: Cluster) -> str:
     install_crds(cluster)
     name = create_namespace(cluster, "thrifty-disrupt")
+    _wait_for_the_disruption_controller(Kubectl(cluster, name))
     yield name
     delete_namespace(cluster, name)
+
+
+def _wait_for_the_disruption_controller(k: Kubectl) -> None:
+    """Until kube-controller-manager's discovery knows the RLWorkload kind (it refreshes every
+    30 s; the CRD may be newer than the process), the disruption controller cannot read the scale
+    subresource of a PDB's pods' owner: it marks the PDB SyncFailed, and such a PDB stayed
+    uncounted here even after the refresh. So before any test: a probe RLWorkload (no operator
+    runs yet, so it has no pods of its own), a pending pod it controls, a PDB over that pod,
+    counted once the controller can."""
+    workload = rlworkload("probe", replicas={"min": 1, "max": 1, "initial": 1, "desired": 1})
+    k.apply(workload)
+    uid = k.get("rlw", "probe")["metadata"]["uid"]
+    k.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": "probe", "labels": {"thrifty.dev/workload": "probe"},
+        "ownerReferences": [{"apiVersion": "thrifty.dev/v1alpha1", "kind": "RLWorkload", "name": "probe",
+                             "uid": uid, "controller": True}]},
+        "spec": {"schedulerName": "nobody", "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]}})
+    k.apply(_pdb("probe", "probe", maxUnavailable=0))
+    started = time.monotonic()
+    _counted_pdb(k, "probe", 1, timeout_seconds=180.0)
+    print(f"the disruption controller counted the probe after {time.monotonic() - started:.0f} s")
+    for kind in ("pdb", "pod", "rlw"):
+        k.cluster.kubectl("delete", kind, "probe", "-n", k.namespace, "--wait=false")
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +90,20 @@ def _scale(k: Kubectl, workload: str) -> dict:
     return json.loads(k.cluster.kubectl("get", "--raw", path).stdout)
 
 
+def _counted_pdb(k: Kubectl, name: str, pods: int, timeout_seconds: float = 60.0) -> dict:
+    """The PDB's status once the disruption controller has counted ``pods`` through the scale
+    subresource. On a cluster whose CRDs came after kube-controller-manager started, its first
+    syncs fail ("no matches for kind RLWorkload") until its discovery refreshes (30 s), and then
+    nothing makes it sync again while the pods stay as they are: each poll touches the PDB so
+    that it does."""
+    def counted() -> dict | bool:
+        k.cluster.kubectl("annotate", "pdb", name, "-n", k.namespace, "--overwrite",
+                          f"thrifty.dev/test-resync={time.monotonic_ns()}")
+        status = k.get("pdb", name).get("status", {})
+        return status.get("expectedPods") == pods and status
+    return wait_for(f"PDB {name} to count {pods} pods", counted, timeout=timeout_seconds, interval=2.0)
+
+
 def test_pdb_allowing_no_disruption_blocks_scale_in(operator: Operator, k: Kubectl) -> None:
     """maxUnavailable 0: every eviction is refused (429), so the pods stay, the workload says why
     in a condition and a Warning, and once the budget goes the held-up scale-in goes through."""
@@ -73,13 +111,15 @@ def test_pdb_allowing_no_disruption_blocks_scale_in(operator: Operator, k: Kubec
     k.apply(rlworkload("shrink-pdb", replicas={"min": 1, "max": 5, "initial": 3}))
     wait_for("3 running pods", lambda: len(_running(k, "shrink-pdb")) == 3, diagnose=operator.log_tail)
     uids = {p["metadata"]["uid"] for p in k.pods_of("shrink-pdb")}
-    blocked = wait_for("the ScaleInBlocked condition", lambda: (c := condition(
-        k.get("rlw", "shrink-pdb"), "ScaleInBlocked")).get("status") == "True" and c, diagnose=operator.log_tail)
+    pdb = _counted_pdb(k, "shrink-pdb", 3)
+    assert pdb["disruptionsAllowed"] == 0, pdb  # counted through the scale subresource
+    # The condition follows the latest refusal (before the count, the API refused with "failed sync").
+    budget = "The disruption budget shrink-pdb needs 3 healthy pods and has 3 currently"
+    blocked = wait_for("the ScaleInBlocked condition quoting the budget", lambda: (c := condition(
+        k.get("rlw", "shrink-pdb"), "ScaleInBlocked")).get("status") == "True" and budget in c.get("message", "")
+        and c, diagnose=operator.log_tail)
     assert blocked["reason"] == "PodDisruptionBudget", blocked
-    assert "The disruption budget shrink-pdb needs 3 healthy pods and has 3 currently" in blocked["message"], blocked
     assert f"{k.namespace}/shrink-pdb-" in blocked["message"], blocked  # names the pod it tried
-    pdb = k.get("pdb", "shrink-pdb")["status"]
-    assert (pdb["expectedPods"], pdb["disruptionsAllowed"]) == (3, 0), pdb  # counted through the scale subresource
     time.sleep(4)  # several steps, each asking -1
     assert {p["metadata"]["uid"] for p in k.pods_of("shrink-pdb")} == uids  # no pod went
     warnings = [e for e in k.events("shrink-pdb", "RLWorkload") if e["reason"] == "ScaleInBlocked"]
@@ -108,8 +148,7 @@ def test_kubectl_scale_changes_the_replica_count(operator: Operator, k: Kubectl)
     k.cluster.kubectl("scale", "rlw", "keep-scale", "-n", k.namespace, "--replicas", "5")
     wait_for("5 running pods", lambda: len(_running(k, "keep-scale")) == 5, diagnose=operator.log_tail)
     k.apply(_pdb("keep-scale", "keep-scale", minAvailable="60%"))
-    pdb = wait_for("the percentage budget to be evaluated", lambda: (s := k.get("pdb", "keep-scale").get(
-        "status", {})).get("expectedPods") == 5 and s)
+    pdb = _counted_pdb(k, "keep-scale", 5)
     assert (pdb["desiredHealthy"], pdb["disruptionsAllowed"]) == (3, 2), pdb  # 60 % of 5, rounded up
     k.cluster.kubectl("scale", "rlw", "keep-scale", "-n", k.namespace, "--replicas", "3")
     wait_for("3 pods (evicted within the budget)", lambda: len(k.pods_of("keep-scale")) == 3,
