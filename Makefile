@@ -73,6 +73,7 @@ perf: venv
 	@OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(PY) hack/perf/sim_bench.py
 	@OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(PY) hack/perf/features_bench.py
 	@OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(PY) hack/perf/policy_bench.py
+	@OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(PY) hack/perf/baselines_bench.py 2>/dev/null
 	@$(PY) hack/perf/train_bench.py 2>/dev/null | grep -E '^[a-z_]+: '
 
 test-unit: venv
