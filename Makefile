@@ -56,8 +56,12 @@ bench: venv
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(VENV)/bin/thrifty bench $(foreach f,$(HELDOUT_TRACES),--trace $(f)) --out $(BENCH_OUT)/quick --quick \
 		--policies $(BENCH_POLICIES)
 
+# Every policy by default; LONG_POLICIES="a b" runs only those (docs/evaluation.md §4 says which ran).
+LONG_POLICIES ?= $(BENCH_POLICIES)
+
 bench-long: venv
-	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(VENV)/bin/thrifty bench $(foreach f,$(HELDOUT_TRACES),--trace $(f)) --out $(BENCH_OUT)/long
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(VENV)/bin/thrifty bench $(foreach f,$(HELDOUT_TRACES),--trace $(f)) --out $(BENCH_OUT)/long \
+		--policies $(LONG_POLICIES)
 
 # The package ships py.typed: ruff and mypy (settings in pyproject.toml) hold it to that.
 lint: venv
