@@ -18,8 +18,8 @@ help:
 	@echo "make lint          ruff and mypy only"
 	@echo "make cluster NODES=N / make cluster-down"
 	@echo "make perf          performance benchmarks (name: value unit)"
-	@echo "make bench         Thrifty against the calibrated peers, loaded regime, held-out traces (6 to 10 minutes)"
-	@echo "make bench-long    512 nodes, one simulated day (several hours)"
+	@echo "make bench         Thrifty against the calibrated peers, loaded regime, held-out traces (about 5 minutes of CPU)"
+	@echo "make bench-long    512 nodes, one simulated day (about 90 s of CPU per policy and seed; LONG_POLICIES=\"a b\" picks)"
 
 # The environment is cached outside the checkout by the hash of pyproject.toml (hack/venv.sh);
 # .venv links to it and this checkout is installed into it in editable mode.
