@@ -19,8 +19,8 @@ help:
 	@echo "make cluster NODES=N / make cluster-down"
 	@echo "make perf          performance benchmarks (name: value unit)"
 	@echo "make perf-cluster  the operator at cluster scale on kwok (name: value unit)"
-	@echo "make bench         Thrifty against the calibrated peers, loaded regime, held-out traces (6 to 10 minutes)"
-	@echo "make bench-long    512 nodes, one simulated day (several hours)"
+	@echo "make bench         Thrifty against the calibrated peers, loaded regime, held-out traces (about 5 minutes of CPU)"
+	@echo "make bench-long    512 nodes, one simulated day (about 90 s of CPU per policy and seed; LONG_POLICIES=\"a b\" picks)"
 
 # The environment is cached outside the checkout by the hash of pyproject.toml (hack/venv.sh);
 # .venv links to it and this checkout is installed into it in editable mode.
@@ -57,8 +57,12 @@ bench: venv
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(VENV)/bin/thrifty bench $(foreach f,$(HELDOUT_TRACES),--trace $(f)) --out $(BENCH_OUT)/quick --quick \
 		--policies $(BENCH_POLICIES)
 
+# Every policy by default; LONG_POLICIES="a b" runs only those (docs/evaluation.md §4 says which ran).
+LONG_POLICIES ?= $(BENCH_POLICIES)
+
 bench-long: venv
-	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(VENV)/bin/thrifty bench $(foreach f,$(HELDOUT_TRACES),--trace $(f)) --out $(BENCH_OUT)/long
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(VENV)/bin/thrifty bench $(foreach f,$(HELDOUT_TRACES),--trace $(f)) --out $(BENCH_OUT)/long \
+		--policies $(LONG_POLICIES)
 
 # The package ships py.typed: ruff and mypy (settings in pyproject.toml) hold it to that.
 lint: venv
@@ -74,6 +78,7 @@ perf: venv
 	@OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(PY) hack/perf/sim_bench.py
 	@OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(PY) hack/perf/features_bench.py
 	@OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(PY) hack/perf/policy_bench.py
+	@OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(PY) hack/perf/baselines_bench.py 2>/dev/null
 	@$(PY) hack/perf/train_bench.py 2>/dev/null | grep -E '^[a-z_]+: '
 
 # The real `thrifty run` on 1,000 kwok nodes with 500 RLWorkloads of 20 pods (hack/perf/cluster_bench.py).

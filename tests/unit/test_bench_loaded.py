@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -12,11 +14,15 @@ from thrifty.bench.loaded import (
     envelope,
     requested_cpu_fraction,
 )
+from thrifty.bench.lower_bound import EnergyLowerBound
 from thrifty.bench.policies import parse_policy
 from thrifty.bench.runner import run_policy
 from thrifty.bench.scenarios import POD_STREAM, SCENARIO_PARTS, SHIPPED_TRACES, ScenarioSpec, load_traces
 from thrifty.commands.bench import QUICK, WARMUP_STEPS
 from thrifty.config import ScenarioConfig
+from thrifty.energy import PowerModel
+from thrifty.harness import Harness
+from thrifty.sim import Simulator
 from thrifty.traces.model import PodStream
 
 HELDOUT = sorted(SHIPPED_TRACES.glob("*/*-heldout.*")) + [SHIPPED_TRACES / "alibaba-openb/nodes.csv.gz"]
@@ -73,3 +79,56 @@ def test_warmup_steps_are_run_but_not_measured(traces) -> None:
     scenario = spec.build(traces, 10)
     result = run_policy(scenario, spec, parse_policy("thrifty-heuristic"), 10)
     assert result.steps == 6 and len(result.watts) == 6 and len(result.strict_bound_watts) == 6
+
+
+def test_replicas_of_a_workload_have_their_own_cpu_usage(traces) -> None:
+    # In the loaded regime no two running replicas of a workload use the same CPU: each reads
+    # the baseline at its own phase and serves its own share of the requests. Fails if the
+    # replicas share one CPU series (as the memory series did before phases).
+    spec = ScenarioSpec(n_nodes=128, seed=0, regime="loaded", warmup_steps=0)
+    scenario = spec.build(traces, 20)
+    assert scenario.replica_cpu_phases and scenario.replica_memory_phases
+    assert scenario.replica_cpu_spread == LoadedRegimeConfig().replica_cpu_spread > 0
+    built = parse_policy("kube-default+static").build(spec.seed)
+    simulator = Simulator(scenario, seed=spec.seed)
+    harness = Harness(simulator, placement_policy=built.placement, sizing_policy=built.sizing)
+    for _ in range(20):
+        harness.step()
+    containers = simulator.snapshot().containers
+    compared = 0
+    for w in range(len(scenario.workloads)):
+        history = containers.cpu_history_millicores[containers.workload_index == w][:, -10:]
+        history = history[np.all(np.isfinite(history), axis=1)]
+        if len(history) < 2:
+            continue
+        compared += 1
+        # Every pair of replicas differs in most of the last ten steps.
+        for a in range(len(history)):
+            for b in range(a + 1, len(history)):
+                assert np.count_nonzero(~np.isclose(history[a], history[b])) >= 5
+    assert compared >= 2  # the workloads of seed 0 with two or more replicas running
+
+
+@pytest.mark.parametrize("policy", ["thrifty-heuristic", "most-allocated+stack"])
+def test_no_policy_beats_the_strict_bound_with_replicas_apart(traces, policy) -> None:
+    # The loaded regime with each replica at its own CPU and memory phase and share: 128
+    # nodes, two simulated hours (the all-on start and its first hour included), every step.
+    spec = ScenarioSpec(n_nodes=128, seed=2, regime="loaded", warmup_steps=0)
+    scenario = spec.build(traces, 120)
+    result = run_policy(scenario, spec, parse_policy(policy), 120)
+    assert np.all(result.watts >= result.strict_bound_watts - 1e-6)
+    assert np.all(result.strict_bound_watts >= result.lower_bound_watts - 1e-6)
+
+
+def test_the_bound_takes_the_least_baseline_sample_when_replicas_have_their_own_phase(traces) -> None:
+    # The one replica left may read any sample of the baseline series, so the bound counts its
+    # least; with one sample for all it counts the step's sample.
+    scenario = ScenarioSpec(n_nodes=16, seed=0, regime="loaded").build(traces, 30)
+    rates = np.zeros(len(scenario.workloads))
+    together = dataclasses.replace(scenario, replica_cpu_phases=False)
+    apart_cpu = EnergyLowerBound(scenario, PowerModel()).demand(5, rates)[0]
+    together_cpu = EnergyLowerBound(together, PowerModel()).demand(5, rates)[0]
+    difference = sum(w.replicas_min * (float(w.cpu_baseline_millicores[5]) - float(w.cpu_baseline_millicores.min()))
+                     for w in scenario.workloads)
+    assert difference > 0
+    assert together_cpu - apart_cpu == pytest.approx(difference)

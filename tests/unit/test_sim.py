@@ -11,7 +11,7 @@ import pytest
 from thrifty.config import SimulatorConfig
 from thrifty.energy import DEFAULT_PROFILES
 from thrifty.sim import BackgroundPods, Dependencies, Scenario, ScenarioNodes, Simulator, StepResult, WorkloadSpec
-from thrifty.sim.simulator import replica_phase_steps
+from thrifty.sim.simulator import replica_cpu_weights, replica_phase_steps
 from thrifty.snapshot import UNBOUND, ClusterSnapshot
 
 MI = 2.0**20
@@ -539,3 +539,43 @@ def test_with_replica_phases_each_replica_reads_its_own_memory_sample():
     phases = replica_phase_steps(0, np.arange(4), STEPS)
     assert phases[0] == 0 and len(set(phases.tolist())) == 4
     np.testing.assert_array_equal(phases, replica_phase_steps(0, np.arange(4), STEPS))  # a fixed hash
+
+
+def test_with_a_cpu_spread_each_replica_serves_its_own_share():
+    # 100 req/s of 10 ms each (1000 m of request-driven CPU), 20 m baseline, four replicas. With
+    # equal weights each uses 270 m; with a spread each uses 20 m + 1000 m x w_i / sum(w), the
+    # shares adding up to the workload's demand.
+    spec = workload(rate=100.0, work=10.0, baseline=20.0, replicas=4)
+    together = Simulator(scenario(spec), config=QUIET)
+    bind_all(together)
+    together.step()
+    np.testing.assert_allclose(together.snapshot().pods.cpu_usage_millicores, [270.0] * 4)
+    apart = Simulator(dataclasses.replace(scenario(spec), replica_cpu_spread=0.2, replica_seed=7), config=QUIET)
+    bind_all(apart)
+    apart.step()
+    usage = apart.snapshot().pods.cpu_usage_millicores
+    weights = replica_cpu_weights(7, 0, np.arange(4), 0.2)
+    np.testing.assert_allclose(usage, 20.0 + 1000.0 * weights / weights.sum())
+    assert usage.sum() == pytest.approx(4 * 20.0 + 1000.0)
+    assert len(set(np.round(usage, 6).tolist())) == 4  # no two replicas share one CPU series
+    assert np.all((weights >= 0.8) & (weights < 1.2))
+    # A fixed hash: the same for the same seed, another for another seed.
+    np.testing.assert_array_equal(weights, replica_cpu_weights(7, 0, np.arange(4), 0.2))
+    assert not np.array_equal(weights, replica_cpu_weights(8, 0, np.arange(4), 0.2))
+
+
+def test_with_cpu_phases_each_replica_reads_its_own_baseline_sample():
+    # A baseline that is 10 m except 500 m at step 0: without phases every replica reads 500 m
+    # in the first step; with phases only pod 0 does (the others start elsewhere in the series).
+    spec = dataclasses.replace(workload(rate=0.0, replicas=4),
+                               cpu_baseline_millicores=np.array([500.0] + [10.0] * (STEPS - 1)))
+    together = Simulator(scenario(spec), config=QUIET)
+    bind_all(together)
+    together.step()
+    np.testing.assert_allclose(together.snapshot().pods.cpu_usage_millicores, [500.0] * 4)
+    apart = Simulator(dataclasses.replace(scenario(spec), replica_cpu_phases=True), config=QUIET)
+    bind_all(apart)
+    apart.step()
+    np.testing.assert_allclose(apart.snapshot().pods.cpu_usage_millicores, [500.0, 10.0, 10.0, 10.0])
+    # Memory still reads one sample for all: the CPU phases do not turn on memory phases.
+    assert not apart.scenario.replica_memory_phases

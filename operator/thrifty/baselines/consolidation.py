@@ -73,16 +73,23 @@ class HighNodeUtilization:
         targets = awake & ~under
         room_cpu = float(np.maximum(nodes.cpu_free_millicores[targets], 0.0).sum())
         room_memory = float(np.maximum(nodes.memory_free_bytes[targets], 0.0).sum())
-        evicted: list[int] = []
-        for node in sorted(np.flatnonzero(under).tolist(), key=lambda n: (max(cpu[n], memory[n]), n)):
-            for p in np.flatnonzero((pods.node_index == node) & (pods.workload_index >= 0)).tolist():
-                need_cpu, need_memory = float(pods.cpu_request_millicores[p]), float(pods.memory_request_bytes[p])
-                if need_cpu > room_cpu or need_memory > room_memory:
-                    return tuple(evicted)
-                room_cpu -= need_cpu
-                room_memory -= need_memory
-                evicted.append(p)
-        return tuple(evicted)
+        # Evictable pods of the underutilized nodes, least utilised node first (then by index),
+        # in row order within a node; each is evicted while the room left before it holds it.
+        # The room left is a running difference in that order (``subtract.accumulate`` is
+        # sequential), so it equals the one-pod-at-a-time loop's to the last bit.
+        rank = np.full(len(nodes), -1, dtype=np.int64)
+        under_nodes = np.flatnonzero(under)
+        rank[under_nodes[np.lexsort((under_nodes, np.maximum(cpu, memory)[under_nodes]))]] = np.arange(len(under_nodes))
+        evictable = np.flatnonzero((pods.node_index >= 0) & (pods.workload_index >= 0))
+        evictable = evictable[rank[pods.node_index[evictable]] >= 0]
+        evictable = evictable[np.argsort(rank[pods.node_index[evictable]], kind="stable")]
+        need_cpu = pods.cpu_request_millicores[evictable].astype(float)
+        need_memory = pods.memory_request_bytes[evictable].astype(float)
+        left_cpu = np.subtract.accumulate(np.concatenate([[room_cpu], need_cpu]))[:-1]
+        left_memory = np.subtract.accumulate(np.concatenate([[room_memory], need_memory]))[:-1]
+        blocked = np.flatnonzero((need_cpu > left_cpu) | (need_memory > left_memory))
+        stop = int(blocked[0]) if len(blocked) else len(evictable)
+        return tuple(evictable[:stop].tolist())
 
 
 @dataclass

@@ -58,6 +58,25 @@ class ExponentialBuckets:
         bucket = int(math.log(value * (self.ratio - 1) / self.first_bucket + 1) / math.log(self.ratio))
         return min(bucket, self.count - 1)
 
+    def find_many(self, values: np.ndarray) -> np.ndarray:
+        """:meth:`find` of each of ``values`` (int64), with the same results.
+
+        The logarithm is numpy's, which may differ from ``math.log`` in the last bit; where that
+        could move a value across a bucket edge (the quotient within 1e-9 of an integer), the
+        bucket is computed again with ``math.log``, so every result equals :meth:`find`'s."""
+        values = np.asarray(values, dtype=float)
+        log_ratio = math.log(self.ratio)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            quotient = np.log(values * (self.ratio - 1) / self.first_bucket + 1) / log_ratio
+        below = values < self.first_bucket
+        quotient = np.where(below, 0.0, quotient)
+        buckets = np.minimum(np.floor(quotient), self.count - 1).astype(np.int64)
+        near = np.flatnonzero(~below & (np.abs(quotient - np.round(quotient)) < 1e-9))
+        for i in near.tolist():
+            buckets[i] = self.find(float(values[i]))
+        buckets[below] = 0
+        return buckets
+
     def start(self, bucket: int) -> float:
         """Lower edge of ``bucket``."""
         if bucket == 0:
@@ -104,6 +123,12 @@ class DecayingHistogram:
         self.weights[self.buckets.find(value)] += decayed
         self.total_weight += decayed
 
+    def add_many(self, values: np.ndarray, weights: np.ndarray | float, times_seconds: np.ndarray) -> None:
+        """:meth:`add` of each sample in order, with the same result to the last bit
+        (:func:`add_samples` with this histogram only)."""
+        values = np.asarray(values, dtype=float)
+        add_samples([self], np.zeros(len(values), dtype=np.int64), values, weights, times_seconds)
+
     def subtract(self, value: float, weight: float, time_seconds: float) -> None:
         """Remove a sample added earlier with the same value, weight and time."""
         bucket = self.buckets.find(value)
@@ -132,3 +157,53 @@ class DecayingHistogram:
         buckets = np.where(reached < len(cumulative), first + reached, last)
         ends = np.minimum(buckets + 1, self.buckets.count - 1)
         return np.array([self.buckets.start(int(b)) for b in ends])
+
+
+def add_samples(histograms: Sequence[DecayingHistogram], which: np.ndarray, values: np.ndarray,
+                weights: np.ndarray | float, times_seconds: np.ndarray) -> None:
+    """``histograms[which[k]].add(values[k], weights[k], times_seconds[k])`` for every ``k`` in
+    order, with the same result to the last bit, in a few array operations.
+
+    Why it is the same: a sample's decay factor is computed with the scalar formula, once per
+    distinct exponent; each bucket receives its samples in order (``np.add.at`` is unbuffered
+    and sequential) and so does each total; a histogram's reference time is set from its first
+    sample, as :meth:`DecayingHistogram.add` sets it. Where a sample would move a reference
+    (over ``MAX_DECAY_EXPONENT`` half-lives after it) or the histograms' buckets differ, every
+    sample goes through :meth:`DecayingHistogram.add` one by one instead.
+    """
+    values = np.asarray(values, dtype=float)
+    if len(values) == 0:
+        return
+    times = np.asarray(times_seconds, dtype=float)
+    weights = np.broadcast_to(np.asarray(weights, dtype=float), values.shape)
+    if np.any(weights < 0):
+        raise ValueError(f"DecayingHistogram.add: weight must be >= 0, got {float(weights.min())!r}")
+    which = np.asarray(which, dtype=np.int64)
+    used, first, compact = np.unique(which, return_index=True, return_inverse=True)
+    chosen = [histograms[i] for i in used.tolist()]
+    for histogram, position in zip(chosen, first.tolist(), strict=True):
+        if histogram.reference_seconds is None:
+            histogram.reference_seconds = _nearest_multiple(float(times[position]), histogram.half_life_seconds)
+    reference = np.array([h.reference_seconds for h in chosen], dtype=float)[compact]
+    half_life = np.array([h.half_life_seconds for h in chosen])[compact]
+    buckets = chosen[0].buckets
+    if np.any(times > reference + MAX_DECAY_EXPONENT * half_life) or any(h.buckets != buckets for h in chosen):
+        for k, value, weight, time in zip(which.tolist(), values.tolist(), weights.tolist(), times.tolist(),
+                                          strict=True):
+            histograms[k].add(value, weight, time)
+        return
+    exponents, position = np.unique((times - reference) / half_life, return_inverse=True)
+    decayed = weights * np.array([2.0**e for e in exponents.tolist()])[position]
+    bucket = buckets.find_many(values)
+    totals = np.array([h.total_weight for h in chosen], dtype=float)
+    np.add.at(totals, compact, decayed)
+    if len(chosen) == 1:
+        np.add.at(chosen[0].weights, bucket, decayed)
+    else:
+        order = np.argsort(compact, kind="stable")  # each histogram's samples, still in order
+        bounds = np.searchsorted(compact[order], np.arange(len(chosen) + 1))
+        for i, histogram in enumerate(chosen):
+            part = order[bounds[i]:bounds[i + 1]]
+            np.add.at(histogram.weights, bucket[part], decayed[part])
+    for histogram, total in zip(chosen, totals.tolist(), strict=True):
+        histogram.total_weight = total

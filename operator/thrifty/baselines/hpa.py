@@ -124,17 +124,76 @@ class HorizontalPodAutoscaler(PlacedByKubeScheduler):
         return int(np.clip(min(max(desired, down_limit), up_limit), minimum, maximum))
 
     def size(self, snapshot: ClusterSnapshot) -> SizingProposal:
+        """Every workload's recommendation at once (:func:`desired_replicas_all`), then each one's
+        stabilisation window and rate limits; the results of the per-workload rule
+        (:class:`thrifty.baselines.reference.ReferenceHpa`)."""
         proposal = keep_proposal(snapshot)
         pods, workloads = snapshot.pods, snapshot.workloads
-        for w, name in enumerate(workloads.names):
-            current = int(workloads.replicas[w])
-            if current == 0:  # the controller leaves a workload scaled to zero alone
-                continue
-            mine = pods.workload_index == w
-            desired = desired_replicas(pods.cpu_usage_millicores[mine], pods.cpu_request_millicores[mine],
-                                       current, self.config.target_cpu_utilisation, self.config.tolerance)
-            desired = int(np.clip(desired, workloads.replicas_min[w], workloads.replicas_max[w]))
-            stabilised = self._stabilised(name, snapshot.time_seconds, current, desired)
-            proposal.replicas[w] = self._rate_limited(current, stabilised, int(workloads.replicas_min[w]),
-                                                      int(workloads.replicas_max[w]))
+        cfg = self.config
+        current = np.asarray(workloads.replicas, dtype=np.int64)
+        minimum = np.asarray(workloads.replicas_min, dtype=np.int64)
+        maximum = np.asarray(workloads.replicas_max, dtype=np.int64)
+        desired = desired_replicas_all(pods.workload_index, pods.cpu_usage_millicores, pods.cpu_request_millicores,
+                                       current, cfg.target_cpu_utilisation, cfg.tolerance)
+        desired = np.minimum(np.maximum(desired, minimum), maximum)
+        active = np.flatnonzero(current > 0)  # the controller leaves a workload scaled to zero alone
+        stabilised = np.array([self._stabilised(workloads.names[w], snapshot.time_seconds, int(current[w]),
+                                                int(desired[w])) for w in active.tolist()], dtype=np.int64)
+        now = current[active]
+        up_limit = np.maximum(now + cfg.scale_up_pods_per_period,
+                              np.ceil(now * (1.0 + cfg.scale_up_percent_per_period / 100.0)).astype(np.int64))
+        down_limit = np.ceil(now * (1.0 - cfg.scale_down_percent_per_period / 100.0)).astype(np.int64)
+        limited = np.minimum(np.maximum(stabilised, down_limit), up_limit)
+        proposal.replicas[active] = np.minimum(np.maximum(limited, minimum[active]), maximum[active])
         return proposal
+
+
+def _near_half(values: np.ndarray) -> np.ndarray:
+    """Where a sum lies so close to a rounding edge (x.5) that summing in another order could
+    round it the other way."""
+    return np.abs(values - np.floor(values) - 0.5) < 1e-6
+
+
+def _group_sums(workload: np.ndarray, values: np.ndarray, n: int, exact: np.ndarray | None = None) -> np.ndarray:
+    """Per-workload sums of ``values``; near a rounding edge, the sum numpy's ``values[mine].sum()``
+    gives (a pairwise sum), so that rounding them matches :func:`utilisation_ratio` exactly."""
+    sums = np.bincount(workload, weights=values, minlength=n)[:n]
+    for w in np.flatnonzero(_near_half(sums)).tolist():
+        sums[w] = float(values[workload == w].sum() if exact is None else values[(workload == w) & exact].sum())
+    return sums
+
+
+def desired_replicas_all(workload: np.ndarray, usage: np.ndarray, request: np.ndarray, current: np.ndarray,
+                         target: float, tolerance: float) -> np.ndarray:
+    """:func:`desired_replicas` of every workload at once (``workload``, ``usage``, ``request``
+    per pod; ``current`` per workload), with the same results."""
+    n = len(current)
+    owned = workload >= 0
+    workload, usage, request = workload[owned], usage[owned], request[owned]
+    ready = np.isfinite(usage)
+    pods = np.bincount(workload, minlength=n)[:n]
+    ready_pods = np.bincount(workload, weights=ready, minlength=n)[:n].astype(np.int64)
+    ready_usage = np.where(ready, usage, 0.0)
+    ready_request = np.where(ready, request, 0.0)
+    # usage[ready].sum() of each workload: the zeros of unready pods change no sum, but would
+    # change the pairwise order, so the exact fallback sums the ready pods only.
+    usage_sum = _group_sums(workload, ready_usage, n, exact=ready)
+    request_sum = _group_sums(workload, ready_request, n, exact=ready)
+    target_percent = round(100 * target)
+
+    def ratio(used: np.ndarray, requested: np.ndarray) -> np.ndarray:
+        percent = (100 * np.round(used).astype(np.int64)) // np.maximum(np.round(requested).astype(np.int64), 1)
+        return percent / target_percent
+
+    with np.errstate(invalid="ignore"):
+        ready_ratio = ratio(usage_sum, request_sum)
+        # Scaling up with unready pods: they count as using nothing (sums over every pod).
+        all_ratio = ratio(_group_sums(workload, ready_usage, n), _group_sums(workload, request, n))
+    has_metrics = (ready_pods > 0) & (request_sum > 0)
+    unready = ready_pods < pods
+    plain = ~(unready & (ready_ratio > 1.0))
+    plain_desired = np.where(np.abs(1.0 - ready_ratio) <= tolerance, current,
+                             np.ceil(ready_ratio * ready_pods).astype(np.int64))
+    up_desired = np.where((np.abs(1.0 - all_ratio) <= tolerance) | (all_ratio < 1.0), current,
+                          np.maximum(np.ceil(all_ratio * pods).astype(np.int64), current))
+    return np.where(has_metrics, np.where(plain, plain_desired, up_desired), current).astype(np.int64)

@@ -40,13 +40,14 @@ call ingests the whole window, as a recommender restarted with Prometheus histor
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from thrifty import __version__
-from thrifty.actions import SizingProposal, container_groups, keep_proposal
-from thrifty.baselines.histogram import MIN_SAMPLE_WEIGHT, DecayingHistogram, ExponentialBuckets
+from thrifty.actions import SizingProposal, keep_proposal
+from thrifty.baselines.histogram import MIN_SAMPLE_WEIGHT, DecayingHistogram, ExponentialBuckets, add_samples
 from thrifty.baselines.kube_scheduler import KubeDefaultScoring, PlacedByKubeScheduler
 from thrifty.policy.base import PolicyInfo
 from thrifty.snapshot import ClusterSnapshot, ContainerTable
@@ -210,35 +211,99 @@ class VpaRecommender(PlacedByKubeScheduler):
         self._add_memory_sample(state, needed, time, oom=True)
 
     def observe(self, snapshot: ClusterSnapshot) -> None:
-        """Feed the usage samples and OOM kills of ``snapshot`` not seen before."""
+        """Feed the usage samples and OOM kills of ``snapshot`` not seen before.
+
+        Vectorised over containers and samples; the result is that of feeding every container's
+        samples one by one in row order (:class:`thrifty.baselines.reference.ReferenceVpa`, which
+        ``tests/unit/test_baselines_vectorised.py`` compares it with, histograms to the last bit).
+        What stays a loop: one dictionary look-up per container for its state, the memory samples
+        of a container that opens a new aggregation interval (once a day), and each new memory
+        peak (a histogram subtract and add, in order)."""
         containers, pods, workloads = snapshot.containers, snapshot.pods, snapshot.workloads
         window = containers.cpu_history_millicores.shape[1]
         times = snapshot.time_seconds - containers.history_step_seconds * (window - np.arange(window))
+        rows = np.flatnonzero(containers.workload_index >= 0)
+        states: list[_ContainerState] = []
         live = set()
-        for r in np.flatnonzero(containers.workload_index >= 0).tolist():
-            workload = workloads.names[containers.workload_index[r]]
+        for r in rows.tolist():
             key = (pods.names[containers.pod_index[r]], containers.names[r])
             live.add(key)
-            aggregate = self._aggregate((workload, containers.names[r]))
-            state = self._containers.setdefault(key, _ContainerState(aggregate))
-            weight = max(containers.cpu_request_millicores[r] / 1000.0, MIN_SAMPLE_WEIGHT)
-            cpu = containers.cpu_history_millicores[r]
-            for j in np.flatnonzero(np.isfinite(cpu) & (times > state.last_cpu_sample)).tolist():
-                aggregate.cpu.add(cpu[j] / 1000.0, weight, times[j])
-                aggregate.first_cpu_sample = min(aggregate.first_cpu_sample, times[j])
-                aggregate.last_cpu_sample = max(aggregate.last_cpu_sample, times[j])
-                aggregate.cpu_samples += 1
-                state.last_cpu_sample = times[j]
-            memory = containers.memory_history_bytes[r]
-            for j in np.flatnonzero(np.isfinite(memory) & (times > state.last_memory_sample)).tolist():
-                self._add_memory_sample(state, float(memory[j]), float(times[j]), oom=False)
-            kills = float(containers.oom_kills_total[r])
-            # The snapshot counts kills over a sliding window: a rise is a new kill.
-            if kills > state.oom_kills_seen:
-                self._record_oom(state, snapshot.time_seconds, float(containers.memory_request_bytes[r]))
-            state.oom_kills_seen = kills
+            state = self._containers.get(key)
+            if state is None:
+                aggregate = self._aggregate((workloads.names[containers.workload_index[r]], containers.names[r]))
+                state = self._containers[key] = _ContainerState(aggregate)
+            states.append(state)
         for key in set(self._containers) - live:
             del self._containers[key]
+        if len(rows) == 0:
+            return
+
+        # CPU: every new sample, row by row (row-major), into its aggregate's histogram at once.
+        cpu = containers.cpu_history_millicores[rows]
+        last_cpu = np.array([state.last_cpu_sample for state in states])
+        new_cpu = np.isfinite(cpu) & (times[None, :] > last_cpu[:, None])
+        row, column = np.nonzero(new_cpu)
+        if len(row):
+            aggregates = [state.aggregate for state in states]
+            index = {id(a): i for i, a in enumerate(aggregates)}
+            which = np.array([index[id(a)] for a in aggregates])[row]
+            sample_times = times[column]
+            sample_weight = np.maximum(containers.cpu_request_millicores[rows] / 1000.0, MIN_SAMPLE_WEIGHT)
+            add_samples([a.cpu for a in aggregates], which, cpu[row, column] / 1000.0, sample_weight[row],
+                        sample_times)
+            used, count = np.unique(which, return_counts=True)
+            earliest = np.full(len(aggregates), np.inf)
+            latest = np.full(len(aggregates), -np.inf)
+            np.minimum.at(earliest, which, sample_times)
+            np.maximum.at(latest, which, sample_times)
+            for i, n in zip(used.tolist(), count.tolist(), strict=True):
+                aggregate = aggregates[i]
+                aggregate.first_cpu_sample = min(aggregate.first_cpu_sample, earliest[i])
+                aggregate.last_cpu_sample = max(aggregate.last_cpu_sample, latest[i])
+                aggregate.cpu_samples += n
+            newest_cpu = times[window - 1 - np.argmax(new_cpu[:, ::-1], axis=1)]
+            for i in np.flatnonzero(new_cpu.any(axis=1)).tolist():
+                states[i].last_cpu_sample = newest_cpu[i]
+
+        # Memory: within an aggregation interval a sample matters only if it beats the running
+        # peak; find those for every container at once, then apply them (and OOMs) in row order.
+        memory = containers.memory_history_bytes[rows]
+        last_memory = np.array([state.last_memory_sample for state in states])
+        new_memory = np.isfinite(memory) & (times[None, :] > last_memory[:, None])
+        has_memory = new_memory.any(axis=1)
+        newest_memory = times[window - 1 - np.argmax(new_memory[:, ::-1], axis=1)]
+        window_end = np.array([np.nan if state.window_end is None else state.window_end for state in states])
+        old_peak = np.array([max(state.memory_peak, state.oom_peak) for state in states])
+        # Rows the scalar rule must handle: no interval yet, an interval that ends within the
+        # new samples, or no peak yet in the interval.
+        slow = has_memory & ~((newest_memory < window_end) & (old_peak != 0))
+        candidates = np.where(new_memory, memory, -np.inf)
+        running = np.maximum.accumulate(np.concatenate([old_peak[:, None], candidates], axis=1), axis=1)
+        beats = new_memory & (candidates > running[:, :-1]) & ~slow[:, None]
+        kills = containers.oom_kills_total[rows].astype(float)
+        seen = np.array([state.oom_kills_seen for state in states])
+        killed = kills > seen
+        for i in np.flatnonzero(slow | beats.any(axis=1) | killed).tolist():
+            state = states[i]
+            if slow[i]:
+                for j in np.flatnonzero(new_memory[i]).tolist():
+                    self._add_memory_sample(state, float(memory[i, j]), float(times[j]), oom=False)
+            else:
+                histogram, interval_end = state.aggregate.memory_peaks, state.window_end
+                for j in np.flatnonzero(beats[i]).tolist():
+                    assert interval_end is not None  # a row with a new peak is in an interval
+                    histogram.subtract(max(state.memory_peak, state.oom_peak), 1.0, interval_end)
+                    state.memory_peak = float(memory[i, j])
+                    histogram.add(state.memory_peak, 1.0, interval_end)
+                if has_memory[i]:
+                    state.last_memory_sample = float(newest_memory[i])
+            if killed[i]:
+                # The snapshot counts kills over a sliding window: a rise is a new kill.
+                self._record_oom(state, snapshot.time_seconds, float(containers.memory_request_bytes[rows[i]]))
+        for i in np.flatnonzero(has_memory & ~slow & ~beats.any(axis=1) & ~killed).tolist():
+            states[i].last_memory_sample = float(newest_memory[i])
+        for state, count in zip(states, kills.tolist(), strict=True):
+            state.oom_kills_seen = count
 
     # ------------------------------------------------------------ recommending
 
@@ -276,36 +341,75 @@ class VpaRecommender(PlacedByKubeScheduler):
         return age_seconds >= self.config.pod_lifetime_update_threshold_seconds and diff >= self.config.update_threshold
 
     def size(self, snapshot: ClusterSnapshot) -> SizingProposal:
+        """The updater's rule (:meth:`_should_update`) for every pod at once, with the results of
+        the per-pod rule (:class:`thrifty.baselines.reference.ReferenceVpa`): one recommendation
+        per workload and container name, then the rule over all container rows together."""
         self.observe(snapshot)
         proposal = keep_proposal(snapshot)
         containers, pods = snapshot.containers, snapshot.pods
-        controlled = self.config.controlled_resources
-        for w, workload in enumerate(snapshot.workloads.names):
-            groups = container_groups(snapshot, w)
+        controlled = [r for r in (CPU, MEMORY) if r in self.config.controlled_resources]
+        cfg = self.config
+        members: list[np.ndarray] = []
+        given: list[tuple[float, ...]] = []
+        for w, groups in enumerate(_container_groups(containers, len(snapshot.workloads))):
             for name, rows in groups.items():
-                recommendation = self.recommend(workload, name, containers_per_pod=len(groups))
-                if recommendation is None:
-                    continue
-                # Thrifty gives all pods of a workload one size: once the updater would resize
-                # any of them, all go to the target.
-                targets = []
-                for r in rows.tolist():
-                    bounded = _capped(recommendation, containers, r)
-                    request = {CPU: containers.cpu_request_millicores[r], MEMORY: containers.memory_request_bytes[r]}
-                    target = {k: v for k, v in ((CPU, bounded.cpu_target), (MEMORY, bounded.memory_target))
-                              if k in controlled}
-                    lower = {CPU: bounded.cpu_lower, MEMORY: bounded.memory_lower}
-                    upper = {CPU: bounded.cpu_upper, MEMORY: bounded.memory_upper}
-                    if self._should_update(request, target, lower, upper,
-                                           age_seconds=float(pods.age_seconds[containers.pod_index[r]]),
-                                           oom_killed=containers.oom_kills_total[r] > 0):
-                        targets.append(target)
-                if targets:
-                    if CPU in controlled:
-                        proposal.cpu_request_millicores[rows] = targets[0][CPU]
-                    if MEMORY in controlled:
-                        proposal.memory_request_bytes[rows] = targets[0][MEMORY]
+                recommendation = self.recommend(snapshot.workloads.names[w], name, containers_per_pod=len(groups))
+                if recommendation is not None:
+                    members.append(rows)
+                    given.append(dataclasses.astuple(recommendation))
+        if not members:
+            return proposal
+        rows = np.concatenate(members)
+        group = np.repeat(np.arange(len(members)), [len(m) for m in members])
+        recommended = np.array(given)[group]  # (rows, 6): CPU target, lower, upper, then memory
+        bounds = {
+            CPU: (0, containers.cpu_min_millicores[rows], containers.cpu_max_millicores[rows],
+                  containers.cpu_request_millicores[rows]),
+            MEMORY: (3, containers.memory_min_bytes[rows], containers.memory_max_bytes[rows],
+                     containers.memory_request_bytes[rows]),
+        }
+        targets = {}
+        outside = np.zeros(len(rows), dtype=bool)
+        diff: np.ndarray | int = 0
+        for resource in controlled:
+            column, low, high, request = bounds[resource]
+            target, lower, upper = (np.fmin(np.fmax(recommended[:, column + i], low), high) for i in range(3))
+            targets[resource] = target
+            outside |= (request < lower) | (request > upper)
+            diff = diff + np.abs(request - target) / np.maximum(request, 1.0)
+        age = pods.age_seconds[containers.pod_index[rows]]
+        update = outside | ((age >= cfg.pod_lifetime_update_threshold_seconds) & (diff >= cfg.update_threshold))
+        if MEMORY in controlled:
+            update = np.where(containers.oom_kills_total[rows] > 0, diff > 0, update)
+        # Thrifty gives all pods of a workload one size: once the updater would resize any of
+        # them, all go to the target of the first such pod (rows ascend within a group).
+        position = np.arange(len(rows))
+        first = np.full(len(members), len(rows))
+        np.minimum.at(first, group[update], position[update])
+        resized = first[group] < len(rows)
+        if CPU in controlled:
+            proposal.cpu_request_millicores[rows[resized]] = targets[CPU][first[group[resized]]]
+        if MEMORY in controlled:
+            proposal.memory_request_bytes[rows[resized]] = targets[MEMORY][first[group[resized]]]
         return proposal
+
+
+def _container_groups(containers: ContainerTable, n_workloads: int) -> list[dict[str, np.ndarray]]:
+    """:func:`thrifty.actions.container_groups` of every workload at once: per workload,
+    container name -> its rows (ascending), names in the order they first appear."""
+    groups: list[dict[str, np.ndarray]] = [{} for _ in range(n_workloads)]
+    owned = np.flatnonzero(containers.workload_index >= 0)
+    if len(owned) == 0:
+        return groups
+    names, code = np.unique(np.asarray(containers.names, dtype=object)[owned].astype(str), return_inverse=True)
+    key = containers.workload_index[owned] * len(names) + code
+    order = np.argsort(key, kind="stable")  # by workload and name, rows ascending within
+    starts = np.flatnonzero(np.r_[True, key[order][1:] != key[order][:-1]])
+    pieces = np.split(owned[order], starts[1:])
+    # Within a workload, names in the order of their first row.
+    for piece in sorted(pieces, key=lambda rows: int(rows[0])):
+        groups[int(containers.workload_index[piece[0]])][containers.names[piece[0]]] = piece
+    return groups
 
 
 def _capped(recommendation: Recommendation, containers: ContainerTable, row: int) -> Recommendation:

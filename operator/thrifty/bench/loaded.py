@@ -17,9 +17,14 @@ then changed in four ways:
   in creation order from a seeded start and cycling: at each step, pods are admitted until the
   background's requested CPU reaches the envelope's target minus the workloads' requests as
   deployed. Once admitted a pod stays its lifetime, so the load falls only as fast as pods end.
-* **Replicas apart.** Each replica reads its workload's memory series at its own phase
-  (:attr:`thrifty.sim.Scenario.replica_memory_phases`), so one burst does not kill every replica
-  at once. Per-pod baseline CPU stays shared.
+* **Replicas apart.** Each replica reads its workload's memory series and its per-pod baseline
+  CPU series at its own phase (:attr:`thrifty.sim.Scenario.replica_memory_phases`,
+  :attr:`~thrifty.sim.Scenario.replica_cpu_phases`), so one burst does not kill every replica at
+  once and replicas do not idle and spike in step; and each replica serves an uneven share of
+  its workload's requests: a fixed weight per pod, uniform within ``replica_cpu_spread`` of 1
+  (:attr:`~thrifty.sim.Scenario.replica_cpu_spread`, hashed from the seed), so the busiest
+  replica of four may serve half as much again as the least busy. The shares add up to the
+  workload's request-driven CPU, which the lower bounds count unchanged.
 * **Sizing as deployed.** Every workload's initial replicas, requests, limits and SLO come from
   the ``history_seconds`` of its series before the run (the previous cycle of the envelope,
   without bursts), by the rule of :func:`thrifty.sim.scenario.deployed_size`; the run's own
@@ -65,6 +70,10 @@ class LoadedRegimeConfig:
     """Request rate during a burst, relative to the envelope's."""
     history_seconds: float = DAY_SECONDS
     """Series before the run that the initial sizing is computed from."""
+    replica_cpu_spread: float = 0.2
+    """Each replica's share of its workload's requests is proportional to a weight uniform in
+    ``[1 - spread, 1 + spread)`` (an assumption: the traces have one series per workload, not per
+    replica; a balancer of long-lived connections, or requests of uneven cost, splits unevenly)."""
     applications_per_node: float = 1.0 / 32.0
     """Applications (call graphs) per node: the background carries the bulk of the load, and the
     workloads stay few enough to simulate quickly (4 on 128 nodes)."""
@@ -74,6 +83,9 @@ class LoadedRegimeConfig:
             low, high = getattr(self, name)
             if not 0.0 < low <= high <= 1.0:
                 raise ValueError(f"LoadedRegimeConfig.{name}: need 0 < low <= high <= 1, got {(low, high)!r}")
+        if not 0.0 <= self.replica_cpu_spread < 1.0:
+            raise ValueError("LoadedRegimeConfig.replica_cpu_spread: must lie in [0, 1), "
+                             f"got {self.replica_cpu_spread!r}")
         if self.trough_requested_cpu_fraction_range[1] > self.peak_requested_cpu_fraction_range[0]:
             raise ValueError("LoadedRegimeConfig: the trough range must lie below the peak range")
         low, high = self.burst_count_range
@@ -208,5 +220,7 @@ def build_loaded(traces: Sequence[Trace], *, n_nodes: int, steps: int, seed: int
     capacity = float(np.sum(scenario.nodes.cpu_capacity_millicores))
     target = envelope(steps, dt, trough, peak, cycle) * capacity - workloads_requested_millicores(scenario)
     background = background_following(stream, np.maximum(target, 0.0), dt, config, rng)
-    return dataclasses.replace(scenario, background=background, replica_memory_phases=True)
+    return dataclasses.replace(scenario, background=background, replica_memory_phases=True,
+                               replica_cpu_phases=True, replica_cpu_spread=regime.replica_cpu_spread,
+                               replica_seed=seed)
 

@@ -3,9 +3,10 @@
 Both rest on the same unavoidable demand. At each step the cluster must run at least the CPU and
 memory that the load makes unavoidable:
 
-* CPU: the step's requests times each workload's CPU per request, plus the per-pod baseline CPU
-  of ``replicas.min`` pods of every workload, plus the usage of the background pods present
-  (those that fit on some node);
+* CPU: the step's requests times each workload's CPU per request (however it is split over the
+  replicas, their shares add up to it), plus the per-pod baseline CPU of ``replicas.min`` pods of
+  every workload (the series' least sample when each replica reads it at its own phase), plus
+  the usage of the background pods present (those that fit on some node);
 * memory: ``replicas.min`` pods' memory of every workload (the series' least sample when each
   replica reads the series at its own phase) plus the background pods' memory.
 
@@ -130,8 +131,10 @@ class EnergyLowerBound:
         self.baseline = np.vstack([w.cpu_baseline_millicores for w in workloads])
         self.memory = np.vstack([w.memory_per_pod_bytes for w in workloads])
         self.replica_phases = scenario.replica_memory_phases
+        self.replica_cpu_phases = scenario.replica_cpu_phases
         # With a phase per replica, the one replica left may read any sample of the series.
         self.memory_floor = self.memory.min(axis=1)
+        self.baseline_floor = self.baseline.min(axis=1)
         self.step_seconds = scenario.step_seconds
         self.background = scenario.background
         if self.background is not None:
@@ -143,7 +146,8 @@ class EnergyLowerBound:
     def demand(self, step_index: int, request_rate_per_second: np.ndarray) -> tuple[float, float]:
         """Unavoidable CPU (millicores) and memory (bytes) in step ``step_index``."""
         k = step_index % self.baseline.shape[1]
-        cpu = float(np.sum(request_rate_per_second * self.work) + self.min_replicas @ self.baseline[:, k])
+        baseline = self.baseline_floor if self.replica_cpu_phases else self.baseline[:, k]
+        cpu = float(np.sum(request_rate_per_second * self.work) + self.min_replicas @ baseline)
         memory = float(self.min_replicas @ (self.memory_floor if self.replica_phases else self.memory[:, k]))
         if self.background is not None:
             start = step_index * self.step_seconds

@@ -31,7 +31,8 @@ _SCALAR_COLUMNS: dict[str, tuple[type, float]] = {
     "serial": (np.int64, -1),
     "restart_remaining_seconds": (float, 0.0),
     "consecutive_ooms": (np.int64, 0),
-    "memory_phase_steps": (np.int64, 0),
+    "phase_steps": (np.int64, 0),
+    "cpu_weight": (float, 1.0),
     "cpu_usage_millicores": (float, np.nan),
     "memory_usage_bytes": (float, np.nan),
     "throttled_periods_in_window": (float, 0.0),
@@ -70,8 +71,12 @@ class PodStore:
     """Time until an OOM-killed container runs again (0: it runs)."""
     consecutive_ooms: np.ndarray
     """OOM kills since the pod last ran a whole step: sets the restart backoff."""
-    memory_phase_steps: np.ndarray
-    """Offset, in steps, at which a workload pod reads its workload's memory series."""
+    phase_steps: np.ndarray
+    """Offset, in steps, at which a workload pod reads its workload's memory series (and
+    baseline CPU series, when the scenario gives replicas their own CPU phases)."""
+    cpu_weight: np.ndarray
+    """A workload pod's weight in the split of its workload's request-driven and shared CPU
+    over the running replicas (1: an equal share)."""
     cpu_usage_millicores: np.ndarray
     """CPU used in the last step (NaN if the pod did not run)."""
     memory_usage_bytes: np.ndarray
@@ -124,7 +129,8 @@ class PodStore:
         created_seconds: float,
         background_cpu_millicores: np.ndarray | float = 0.0,
         background_memory_bytes: np.ndarray | float = 0.0,
-        memory_phase_steps: np.ndarray | int = 0,
+        phase_steps: np.ndarray | int = 0,
+        cpu_weight: np.ndarray | float = 1.0,
     ) -> np.ndarray:
         """Create Pending pods; returns their slots (in the order of ``names``)."""
         count = len(names)
@@ -148,7 +154,8 @@ class PodStore:
         self.memory_limit_bytes[slots] = memory_limit_bytes
         self.background_cpu_millicores[slots] = background_cpu_millicores
         self.background_memory_bytes[slots] = background_memory_bytes
-        self.memory_phase_steps[slots] = memory_phase_steps
+        self.phase_steps[slots] = phase_steps
+        self.cpu_weight[slots] = cpu_weight
         self.created_seconds[slots] = created_seconds
         self.serial[slots] = np.arange(self._next_serial, self._next_serial + count)
         self._next_serial += count

@@ -18,7 +18,10 @@ One step of ``step_seconds`` (see :meth:`Simulator.step` for the order of events
   wakes it, and its pods run once ``wake_delay_seconds`` have passed.
 * **Pods** run when bound to an awake node and not restarting. A workload's CPU demand (request
   rate times CPU per request, plus any shared demand) is split over its running replicas, each
-  of which adds its baseline; memory per pod follows the workload's series.
+  of which adds its baseline; memory per pod follows the workload's series. The split is equal
+  and every replica reads the same samples, unless the scenario gives replicas their own phases
+  and CPU weights (:class:`thrifty.sim.Scenario`; :func:`replica_phase_steps`,
+  :func:`replica_cpu_weights`).
 * **Memory** above a pod's limit OOM-kills it: it does not run, restarts after kubelet's
   doubling backoff, and counts an OOM kill. A node whose pods use more memory than it has evicts
   pods that use more than their request, largest excess first, until it fits (kubelet's
@@ -351,7 +354,9 @@ class Simulator:
         candidates = np.flatnonzero(pods.alive & (pods.node != UNBOUND) & (pods.restart_remaining_seconds <= 0))
         candidates = candidates[node_ready[pods.node[candidates]]]
         row = self._series_row(pods.workload[candidates])
-        column = (self._step_index + pods.memory_phase_steps[candidates]) % self._memory.shape[1]
+        column = (self._step_index + pods.phase_steps[candidates]) % self._memory.shape[1]
+        if not self.scenario.replica_memory_phases:
+            column = np.full(len(candidates), k)
         memory = np.where(row < n_workloads, self._memory[row, column], pods.background_memory_bytes[candidates])
 
         oom = memory > pods.memory_limit_bytes[candidates]
@@ -367,11 +372,20 @@ class Simulator:
         rate = self._rate[:n_workloads, k]
         if cfg.poisson_arrivals:
             rate = self._rng.poisson(rate * dt) / dt
-        shared_per_pod = self._shared[:n_workloads, k] / np.maximum(replicas, 1)
-        # CPU a replica spends whatever its requests: its baseline and its share of shared work.
-        overhead = np.append(self._baseline[:n_workloads, k] + shared_per_pod, 0.0)
-        per_pod_cpu = overhead[:n_workloads] + rate * self._work / np.maximum(replicas, 1)
-        demand = np.where(owned, np.append(per_pod_cpu, 0.0)[row], pods.background_cpu_millicores[running])
+        # Each running replica's share of its workload's request-driven and shared CPU: its
+        # weight over the running replicas' total (1 / replicas with equal weights).
+        # (A product then a quotient, so that equal weights give exactly x / replicas.)
+        weight = pods.cpu_weight[running]
+        weight_total = np.bincount(row, weights=weight, minlength=n_workloads + 1)[row]
+        if self.scenario.replica_cpu_phases:
+            baseline = self._baseline[row, (self._step_index + pods.phase_steps[running]) % self._baseline.shape[1]]
+        else:
+            baseline = self._baseline[row, k]
+        # CPU a replica spends whatever its requests: its baseline and its share of shared work
+        # (0 for a background pod: row W of the series is zeros).
+        overhead = baseline + np.append(self._shared[:n_workloads, k], 0.0)[row] * weight / weight_total
+        driven = np.append(rate * self._work, 0.0)[row] * weight / weight_total
+        demand = np.where(owned, overhead + driven, pods.background_cpu_millicores[running])
         limit = pods.cpu_limit_millicores[running]
         capped, denied = throttle(demand, limit)
         node = pods.node[running]
@@ -381,7 +395,7 @@ class Simulator:
         node_memory = np.bincount(node, weights=memory, minlength=n_nodes)
         spare = np.maximum(self._node_cpu - node_cpu, 0.0)
         available = np.where(contended[node], usage, np.minimum(limit, usage + spare[node]))
-        serving = np.maximum(available - overhead[row], 0.0)
+        serving = np.maximum(available - overhead, 0.0)
         serving_total = np.bincount(row, weights=serving, minlength=n_workloads + 1)[:n_workloads]
         service_rate = service_rate_per_second(serving_total / np.maximum(replicas, 1), self._work)
 
@@ -572,9 +586,13 @@ class Simulator:
         self._name_counter[index] += count
         names = [f"{self.workload_names[index]}-{first + i}" for i in range(count)]
         cpu_request, cpu_limit, memory_request, memory_limit = self._template[index]
+        numbers = np.arange(first, first + count)
         phases: np.ndarray | int = 0
-        if self.scenario.replica_memory_phases:
-            phases = replica_phase_steps(index, np.arange(first, first + count), self._memory.shape[1])
+        if self.scenario.replica_memory_phases or self.scenario.replica_cpu_phases:
+            phases = replica_phase_steps(index, numbers, self._memory.shape[1])
+        weights: np.ndarray | float = 1.0
+        if self.scenario.replica_cpu_spread > 0:
+            weights = replica_cpu_weights(self.scenario.replica_seed, index, numbers, self.scenario.replica_cpu_spread)
         self._pods.add(
             names,
             workload=index,
@@ -583,7 +601,8 @@ class Simulator:
             memory_request_bytes=memory_request,
             memory_limit_bytes=memory_limit,
             created_seconds=self._time,
-            memory_phase_steps=phases,
+            phase_steps=phases,
+            cpu_weight=weights,
         )
         self._names_version += 1
         if count_churn:
@@ -768,3 +787,19 @@ def replica_phase_steps(workload: int, pod_numbers: np.ndarray, horizon_steps: i
     # Knuth's multiplicative hash spreads consecutive numbers over the horizon.
     mixed = (np.asarray(pod_numbers, dtype=np.int64) * 2654435761 + workload * 40503) % (2**32)
     return np.where(np.asarray(pod_numbers) == 0, 0, mixed % max(horizon_steps, 1)).astype(np.int64)
+
+
+def replica_cpu_weights(seed: int, workload: int, pod_numbers: np.ndarray, spread: float) -> np.ndarray:
+    """The CPU weights of a workload's pods by their number (``name-N``), uniform in
+    ``[1 - spread, 1 + spread)``: a fixed hash (SplitMix64's finaliser) of the seed, the workload
+    and the number, so that, like :func:`replica_phase_steps`, a pod's weight depends neither on
+    the simulator's random stream nor on the policy that created it."""
+    with np.errstate(over="ignore"):
+        x = (np.uint64(seed % 2**64) * np.uint64(0x9E3779B97F4A7C15)
+             + np.uint64(workload) * np.uint64(0xBF58476D1CE4E5B9)
+             + np.asarray(pod_numbers, dtype=np.uint64) * np.uint64(0x94D049BB133111EB) + np.uint64(1))
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    uniform = (x >> np.uint64(11)).astype(float) / 2.0**53
+    return 1.0 + spread * (2.0 * uniform - 1.0)

@@ -8,12 +8,16 @@ series have the same length, the horizon, after which the simulator wraps around
 
 Load model of a workload (per step ``k``, with ``c`` running replicas)::
 
-    CPU demand of one replica = cpu_baseline_millicores[k]
+    CPU demand of replica i   = cpu_baseline_millicores[k + phase_i]
                                 + (request_rate_per_second[k] · cpu_per_request_millicore_seconds
-                                   + cpu_shared_demand_millicores[k]) / c
-    memory of one replica     = memory_per_pod_bytes[k]
+                                   + cpu_shared_demand_millicores[k]) · w_i / Σ_j w_j
+    memory of replica i       = memory_per_pod_bytes[k + phase_i]
 
-so scaling out spreads the request-driven (and shared) CPU and adds one more baseline and one
+with the sum over the ``c`` running replicas. By default every replica reads the same sample
+(``phase_i = 0``) and gets an equal share (``w_i = 1``, so ``1 / c``); a scenario can give each
+replica its own phase, for memory (``Scenario.replica_memory_phases``) and for the baseline CPU
+(``Scenario.replica_cpu_phases``), and its own weight (``Scenario.replica_cpu_spread``). So
+scaling out spreads the request-driven (and shared) CPU and adds one more baseline and one
 more memory footprint, which is the energy cost of an extra replica. The shared term lets a
 container usage trace drive a workload directly, without a request rate.
 """
@@ -245,8 +249,21 @@ class Scenario:
     """Each replica reads its workload's memory series from its own phase (a fixed offset in
     steps per pod, see :class:`thrifty.sim.Simulator`), so replicas peak at different times and
     one burst does not kill them all; False: every replica reads the same sample."""
+    replica_cpu_phases: bool = False
+    """Each replica reads its workload's per-pod baseline CPU series at its own phase (the same
+    offset as its memory phase); False: every replica reads the same baseline sample."""
+    replica_cpu_spread: float = 0.0
+    """Each replica's share of its workload's request-driven and shared CPU is proportional to a
+    fixed weight in ``[1 - spread, 1 + spread)`` (uneven load balancing), drawn for the replica
+    by a hash of ``replica_seed``, the workload's index and the pod's number, so the weights do
+    not depend on the policy that created the pod. The shares of the running replicas add up to
+    the workload's demand. 0: every replica gets an equal share."""
+    replica_seed: int = 0
+    """Seed of the per-replica CPU weights (the scenario's seed in the loaded regime)."""
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.replica_cpu_spread) and 0.0 <= self.replica_cpu_spread < 1.0):
+            _fail(self, "replica_cpu_spread", f"must lie in [0, 1), got {self.replica_cpu_spread!r}")
         if not (math.isfinite(self.step_seconds) and self.step_seconds > 0):
             _fail(self, "step_seconds", f"must be finite and > 0, got {self.step_seconds!r}")
         names = [w.name for w in self.workloads]
