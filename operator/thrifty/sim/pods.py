@@ -30,6 +30,7 @@ _SCALAR_COLUMNS: dict[str, tuple[type, float]] = {
     "created_seconds": (float, 0.0),
     "serial": (np.int64, -1),
     "restart_remaining_seconds": (float, 0.0),
+    "warmup_remaining_seconds": (float, 0.0),
     "consecutive_ooms": (np.int64, 0),
     "memory_phase_steps": (np.int64, 0),
     "cpu_usage_millicores": (float, np.nan),
@@ -67,7 +68,9 @@ class PodStore:
     serial: np.ndarray
     """Creation order, cluster-wide; breaks ties between pods created at the same time."""
     restart_remaining_seconds: np.ndarray
-    """Time until an OOM-killed container runs again (0: it runs)."""
+    """Time until an OOM-killed container runs again, or a migrated pod has started (0: it runs)."""
+    warmup_remaining_seconds: np.ndarray
+    """Time, counted from now, until a migrated pod has its warm state back (0: warm)."""
     consecutive_ooms: np.ndarray
     """OOM kills since the pod last ran a whole step: sets the restart backoff."""
     memory_phase_steps: np.ndarray
