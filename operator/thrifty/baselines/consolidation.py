@@ -33,17 +33,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from thrifty.baselines.cluster_autoscaler import ClusterAutoscaler
+from thrifty.policy.consolidation import awake_nodes, requested_fractions
 from thrifty.snapshot import ClusterSnapshot
-
-
-def _requested_fractions(snapshot: ClusterSnapshot) -> tuple[np.ndarray, np.ndarray]:
-    nodes = snapshot.nodes
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cpu = np.where(nodes.cpu_capacity_millicores > 0,
-                       nodes.cpu_requested_millicores / nodes.cpu_capacity_millicores, 1.0)
-        memory = np.where(nodes.memory_capacity_bytes > 0,
-                          nodes.memory_requested_bytes / nodes.memory_capacity_bytes, 1.0)
-    return cpu, memory
 
 
 @dataclass
@@ -67,8 +58,8 @@ class HighNodeUtilization:
             return ()
         self.last_run_seconds = now
         nodes, pods = snapshot.nodes, snapshot.pods
-        cpu, memory = _requested_fractions(snapshot)
-        awake = nodes.schedulable & ~nodes.standby & (nodes.cpu_capacity_millicores > 0)
+        cpu, memory = requested_fractions(snapshot)
+        awake = awake_nodes(snapshot)
         under = awake & (cpu < self.cpu_threshold_fraction) & (memory < self.memory_threshold_fraction)
         targets = awake & ~under
         room_cpu = float(np.maximum(nodes.cpu_free_millicores[targets], 0.0).sum())
