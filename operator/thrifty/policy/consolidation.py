@@ -12,7 +12,7 @@ Two stages, as for sizing (a policy proposes, the safety pipeline disposes):
    included, and admits a drain only when every rule holds, in this order (the first that
    fails is the reason recorded):
 
-   * the node exists, is awake, schedulable and not already draining (``invalid``);
+   * the node exists, holds pods, is awake, schedulable and not already draining (``invalid``);
    * fewer than ``max_draining_nodes`` nodes are draining (``budget-draining``);
    * the moves name exactly the node's pods, each with a controller (``no-controller``), each to
      another awake node that is not draining, not being drained in this round, with room for
@@ -401,6 +401,9 @@ def admit_drains(snapshot: ClusterSnapshot, proposals: Sequence[DrainProposal], 
                     "nodes already draining", by="maxDrainingNodes")
             continue
         on_node = np.flatnonzero(pods.node_index == node)
+        if len(on_node) == 0:
+            blocked("invalid", "it holds no pod (an empty node goes to standby by itself)")
+            continue
         rows = np.array([m.pod for m in moves], dtype=np.int64)
         targets = np.array([m.target for m in moves], dtype=np.int64)
         if len(set(rows.tolist())) != len(rows) or set(rows.tolist()) != set(on_node.tolist()):
