@@ -353,3 +353,19 @@ def test_consolidation_drains_a_node_that_then_sleeps_and_saves_energy():
     assert sum(int(s.result.workload_voluntary_evictions.sum()) for s in with_rule) == 1
     # The single-replica workload was never without a running replica.
     assert all(s.result.workload_running_replicas[1] == 1 for s in with_rule[1:])
+
+
+def test_a_drained_node_stays_cordoned_until_the_forecast_needs_it():
+    consolidator = Consolidator(HeuristicPolicy())
+    consolidator.history = [(300.0, 2000.0, 0.0)]  # 700 s of history before the first call
+    plan = consolidator.plan(cluster(SPREAD))
+    assert [d.node for d in plan.drains] == [0]  # one pod each: the first node by name
+    assert consolidator.cordoned_mask(cluster(SPREAD)).tolist() == [True, False]
+    placement = CordonedNodes(HeuristicPolicy(), consolidator)
+    pending = make_snapshot(node_cpu=[10000.0] * 2, pods=[pod(0, 1), {"workload": 0, "node": -1}], workloads=[{}])
+    scores = placement.score_nodes(pending, 1)
+    assert scores[1] - scores[0] > 1e6
+    # Demand rises to 9.5 cores: with 10 % headroom, node 1 alone cannot hold it.
+    busy = make_snapshot(node_cpu=[10000.0] * 2, pods=[pod(0, 1, cpu=9500.0)], workloads=[{}], time_seconds=1060.0)
+    consolidator.plan(busy)
+    assert not consolidator.cordoned_mask(busy).any()
