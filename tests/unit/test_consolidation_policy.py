@@ -166,12 +166,13 @@ def test_the_proposer_takes_the_fewest_pods_first_and_packs_the_fullest_node():
     assert {m.target for m in proposals[2].moves} == {0}
 
 
-def test_pack_by_requests_first_fit_and_best_fit():
+def test_pack_by_requests_fills_the_fullest_node_that_fits():
     cpu, memory = np.array([300.0, 300.0]), np.zeros(2)
-    free = np.array([1000.0, 400.0, 500.0])
-    assert pack_by_requests(cpu, memory, free, np.ones(3)).tolist() == [0, 0]
-    assert pack_by_requests(cpu, memory, free, np.ones(3), np.full(3, 1000.0)).tolist() == [1, 2]
-    assert pack_by_requests(np.array([2000.0]), np.zeros(1), free, np.ones(3)).tolist() == [UNBOUND]
+    free, capacity = np.array([1000.0, 400.0, 500.0]), np.full(3, 1000.0)
+    # 300m: node 1 (400m free) is the fullest that fits; then it has 100m, so node 2 (500m).
+    assert pack_by_requests(cpu, memory, free, np.ones(3), capacity).tolist() == [1, 2]
+    assert pack_by_requests(np.array([2000.0]), np.zeros(1), free, np.ones(3), capacity).tolist() == [UNBOUND]
+    assert pack_by_requests(cpu, np.array([2.0, 2.0]), free, np.array([5.0, 1.0, 1.0]), capacity).tolist() == [0, 0]
 
 
 # ------------------------------------------------------------------------------ the forecast

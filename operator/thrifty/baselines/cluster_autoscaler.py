@@ -33,7 +33,6 @@ import numpy as np
 
 from thrifty.actions import SizingProposal
 from thrifty.policy.base import Policy
-from thrifty.policy.consolidation import pack_by_requests
 from thrifty.snapshot import ClusterSnapshot
 
 STANDBY_PENALTY = 1e6
@@ -69,11 +68,16 @@ class ClusterAutoscaler:
         mine = np.flatnonzero(pods.node_index == node)
         if np.any(pods.workload_index[mine] < 0):
             return False
-        mine = mine[np.argsort(-pods.cpu_request_millicores[mine], kind="stable")]
-        targets = pack_by_requests(pods.cpu_request_millicores[mine], pods.memory_request_bytes[mine],
-                                   np.where(stays, nodes.cpu_free_millicores, -np.inf),
-                                   np.where(stays, nodes.memory_free_bytes, -np.inf))
-        return bool(np.all(targets >= 0))
+        free_cpu = np.where(stays, nodes.cpu_free_millicores, -np.inf)
+        free_memory = np.where(stays, nodes.memory_free_bytes, -np.inf)
+        for p in mine[np.argsort(-pods.cpu_request_millicores[mine], kind="stable")]:
+            fits = np.flatnonzero(
+                (free_cpu >= pods.cpu_request_millicores[p]) & (free_memory >= pods.memory_request_bytes[p]))
+            if len(fits) == 0:
+                return False
+            free_cpu[fits[0]] -= pods.cpu_request_millicores[p]
+            free_memory[fits[0]] -= pods.memory_request_bytes[p]
+        return True
 
     def plan(self, snapshot: ClusterSnapshot) -> tuple[int, ...]:
         """Pod rows to evict now (the pods of the node whose drain starts); usually none."""

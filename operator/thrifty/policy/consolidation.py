@@ -217,14 +217,13 @@ def awake_nodes(snapshot: ClusterSnapshot) -> np.ndarray:
 
 
 def pack_by_requests(cpu_millicores: np.ndarray, memory_bytes: np.ndarray, free_cpu_millicores: np.ndarray,
-                     free_memory_bytes: np.ndarray, capacity_cpu_millicores: np.ndarray | None = None) -> np.ndarray:
+                     free_memory_bytes: np.ndarray, capacity_cpu_millicores: np.ndarray) -> np.ndarray:
     """Target node of each pod, in the order given (``UNBOUND`` where none has room).
 
-    A pod fits a node whose free CPU and memory hold its requests; each placement uses up the
-    node's free capacity for the next pods. Without ``capacity_cpu_millicores`` the first node
-    that fits is taken (first fit, the Cluster Autoscaler's simulation); with it, the fitting node
-    of least free CPU over capacity (best fit: pack the fullest). Nodes with ``-inf`` free
-    capacity never fit. The free arrays are not modified.
+    A pod fits a node whose free CPU and memory hold its requests; it goes to the fitting node of
+    least free CPU over capacity (best fit: pack the fullest, lowest index among equals), and uses
+    up that room for the next pods. Nodes with ``-inf`` free capacity never fit. The free arrays
+    are not modified.
     """
     free_cpu = np.array(free_cpu_millicores, dtype=float)
     free_memory = np.array(free_memory_bytes, dtype=float)
@@ -234,10 +233,7 @@ def pack_by_requests(cpu_millicores: np.ndarray, memory_bytes: np.ndarray, free_
         fits = np.flatnonzero((free_cpu >= cpu) & (free_memory >= memory))
         if len(fits) == 0:
             continue
-        if capacity_cpu_millicores is None:
-            chosen = int(fits[0])
-        else:
-            chosen = int(fits[np.argmin(free_cpu[fits] / np.maximum(capacity_cpu_millicores[fits], 1.0))])
+        chosen = int(fits[np.argmin(free_cpu[fits] / np.maximum(capacity_cpu_millicores[fits], 1.0))])
         targets[i] = chosen
         free_cpu[chosen] -= cpu
         free_memory[chosen] -= memory

@@ -30,13 +30,13 @@ _SCALAR_COLUMNS: dict[str, tuple[type, float]] = {
     "created_seconds": (float, 0.0),
     "serial": (np.int64, -1),
     "restart_remaining_seconds": (float, 0.0),
-    "warmup_remaining_seconds": (float, 0.0),
     "consecutive_ooms": (np.int64, 0),
     "memory_phase_steps": (np.int64, 0),
     "cpu_usage_millicores": (float, np.nan),
     "memory_usage_bytes": (float, np.nan),
     "throttled_periods_in_window": (float, 0.0),
     "oom_kills_in_window": (float, 0.0),
+    "warmup_remaining_seconds": (float, 0.0),
 }
 """Per-pod columns with their dtype and the value of an empty slot."""
 
@@ -68,9 +68,7 @@ class PodStore:
     serial: np.ndarray
     """Creation order, cluster-wide; breaks ties between pods created at the same time."""
     restart_remaining_seconds: np.ndarray
-    """Time until an OOM-killed container runs again, or a migrated pod has started (0: it runs)."""
-    warmup_remaining_seconds: np.ndarray
-    """Time, counted from now, until a migrated pod has its warm state back (0: warm)."""
+    """Time until an OOM-killed container runs again (0: it runs)."""
     consecutive_ooms: np.ndarray
     """OOM kills since the pod last ran a whole step: sets the restart backoff."""
     memory_phase_steps: np.ndarray
@@ -82,6 +80,9 @@ class PodStore:
     """Sum of ``throttled_periods_history`` over the window, kept up to date by :meth:`record`."""
     oom_kills_in_window: np.ndarray
     """Sum of ``oom_kills_history`` over the window."""
+    warmup_remaining_seconds: np.ndarray
+    """Time until a migrated pod has its warm state back (0: warm); its start-up is
+    ``restart_remaining_seconds`` (:mod:`thrifty.sim.migration`)."""
     cpu_history_millicores: np.ndarray
     memory_history_bytes: np.ndarray
     throttled_periods_history: np.ndarray
