@@ -16,7 +16,8 @@ does in a cluster. What that costs is what it costs there:
   service, and the workload's other replicas carry its load.
 * **Lost warm state.** For :attr:`~thrifty.config.MigrationConfig.warmup_seconds` after the
   start-up the replacement serves at ``warmup_service_rate_fraction`` of its rate
-  (:func:`service_rate_fraction`), which raises the workload's latency in the M/M/c model.
+  (:func:`service_rate_fraction`; the simulator takes :func:`warm_up_loss` off the workload's
+  serving CPU), which raises the workload's latency in the M/M/c model.
 * **Churn.** A deletion and a creation: two churn counts for the workload, which the reward's
   churn penalty charges (:mod:`thrifty.reward`).
 
@@ -90,3 +91,14 @@ def migrate(sim: Simulator, pod: str, node: int | str | None) -> str | None:
 def service_rate_fraction(warmup_remaining_seconds: np.ndarray, config: MigrationConfig) -> np.ndarray:
     """(pods,) fraction of its service rate each pod serves at: lower while it warms up."""
     return np.where(warmup_remaining_seconds > 0, config.warmup_service_rate_fraction, 1.0)
+
+
+def warm_up_loss(serving_millicores: np.ndarray, warmup_remaining_seconds: np.ndarray, series_row: np.ndarray,
+                 n_workloads: int, config: MigrationConfig) -> np.ndarray:
+    """(workloads,) serving CPU the running pods lose to their warm-ups, summed per workload.
+
+    ``serving_millicores`` and ``warmup_remaining_seconds`` are per running pod, ``series_row``
+    its workload, or ``n_workloads`` for a background pod (not counted).
+    """
+    lost = serving_millicores * (1.0 - service_rate_fraction(warmup_remaining_seconds, config))
+    return np.bincount(series_row, weights=lost, minlength=n_workloads + 1)[:n_workloads]

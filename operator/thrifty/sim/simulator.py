@@ -392,8 +392,9 @@ class Simulator:
         spare = np.maximum(self._node_cpu - node_cpu, 0.0)
         available = np.where(contended[node], usage, np.minimum(limit, usage + spare[node]))
         serving = np.maximum(available - overhead[row], 0.0)
-        serving *= migration.service_rate_fraction(pods.warmup_remaining_seconds[running], cfg.migration)
         serving_total = np.bincount(row, weights=serving, minlength=n_workloads + 1)[:n_workloads]
+        serving_total -= migration.warm_up_loss(serving, pods.warmup_remaining_seconds[running], row, n_workloads,
+                                                cfg.migration)
         service_rate = service_rate_per_second(serving_total / np.maximum(replicas, 1), self._work)
 
         network = self._network(rate, row[owned], node[owned])
