@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from thrifty.baselines.cluster_autoscaler import ClusterAutoscaler
-from thrifty.policy.consolidation import awake_nodes, requested_fractions
+from thrifty.policy.consolidation import requested_fractions as _requested_fractions
 from thrifty.snapshot import ClusterSnapshot
 
 
@@ -58,8 +58,8 @@ class HighNodeUtilization:
             return ()
         self.last_run_seconds = now
         nodes, pods = snapshot.nodes, snapshot.pods
-        cpu, memory = requested_fractions(snapshot)
-        awake = awake_nodes(snapshot)
+        cpu, memory = _requested_fractions(snapshot)
+        awake = nodes.schedulable & ~nodes.standby & (nodes.cpu_capacity_millicores > 0)
         under = awake & (cpu < self.cpu_threshold_fraction) & (memory < self.memory_threshold_fraction)
         targets = awake & ~under
         room_cpu = float(np.maximum(nodes.cpu_free_millicores[targets], 0.0).sum())
