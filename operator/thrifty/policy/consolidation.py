@@ -12,12 +12,12 @@ Two stages, as for sizing (a policy proposes, the safety pipeline disposes):
    included, and admits a drain only when every rule holds, in this order (the first that
    fails is the reason recorded):
 
-   * the node exists, holds pods, is awake, schedulable and not already draining (``invalid``);
+   * the node exists, is awake, schedulable, not already draining and proposed once
+     (``invalid``); it receives no pods in this round (``receiving``);
    * fewer than ``max_draining_nodes`` nodes are draining (``budget-draining``);
-   * the moves name exactly the node's pods, each with a controller (``no-controller``), each to
-     another awake node that is not draining, not being drained in this round, with room for
-     its requests after the moves admitted before it (``no-room``); a node that receives pods
-     in this round is not drained in it (``receiving``);
+   * the node holds pods and the moves name exactly them (``invalid``), each with a controller
+     (``no-controller``), each to another awake node that is not draining, not being drained in
+     this round, with room for its requests after the moves admitted before it (``no-room``);
    * the evictions of the last 60 s plus these stay within ``max_evictions_per_minute``
      (``budget-evictions``);
    * per workload: its PDB allows the evictions (``pdb``: ready pods minus those moved stay at
