@@ -149,6 +149,7 @@ class DrainProposal:
     node: int
     """Node row in the snapshot."""
     moves: tuple[Move, ...]
+    """Every pod on the node and its target (the budget stage refuses a partial set)."""
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,9 @@ class Demand:
     """Cluster-wide requested CPU and memory."""
 
     cpu_millicores: float
+    """Sum of the CPU requests."""
     memory_bytes: float
+    """Sum of the memory requests."""
 
 
 @dataclass(frozen=True)
@@ -164,7 +167,9 @@ class DrainExplanation:
     """Why a node was, or was not, drained: the numbers behind the decision."""
 
     node: str
+    """Node name (``#row`` for a proposal naming no node)."""
     drained: bool
+    """True when the drain was admitted."""
     reason: str
     """``drained``, or what blocked it: ``invalid``, ``budget-draining``, ``no-controller``,
     ``no-room``, ``receiving``, ``budget-evictions``, ``pdb``, ``last-replica``, ``slo``,
@@ -190,6 +195,7 @@ class ConsolidationPlan:
     drains: tuple[DrainProposal, ...]
     """Admitted drains, moves validated (every target a node row)."""
     explanations: tuple[DrainExplanation, ...]
+    """One per proposal, then one per under-used node no proposal named."""
 
     @property
     def evictions(self) -> int:
@@ -519,16 +525,22 @@ class Consolidator:
     """
 
     policy: DrainPolicy
+    """What proposes the drains (the heuristic)."""
     config: ConsolidationConfig = field(default_factory=ConsolidationConfig)
+    """The rule's thresholds and prices."""
     power_model: PowerModel = field(default_factory=PowerModel)
+    """Idle, standby and peak watts of each node, for the saving and the cost."""
     pdb_max_unavailable: Mapping[str, int] = field(default_factory=dict)
     """Workload name -> its PDB's ``maxUnavailable``."""
     state: BudgetState = field(default_factory=BudgetState)
+    """Nodes draining and recent evictions, as of the last call."""
     history: list[tuple[float, float, float]] = field(default_factory=list)
-    """(time, requested CPU, requested memory) of the cluster at each call, the last horizon."""
+    """(time in seconds, requested CPU in millicores, requested memory in bytes) of the cluster
+    at each call, over the last horizon."""
     cordon_order: list[str] = field(default_factory=list)
     """Cordoned nodes, oldest first."""
     last_plan: ConsolidationPlan | None = None
+    """The plan of the last call (None before the first)."""
 
     def cordoned_mask(self, snapshot: ClusterSnapshot) -> np.ndarray:
         """bool (nodes,): nodes cordoned by a drain."""
