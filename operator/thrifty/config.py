@@ -125,6 +125,30 @@ class RewardConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MigrationConfig:
+    """What moving a pod costs in the simulator (:mod:`thrifty.sim.migration`).
+
+    None of the traces records how long a pod takes to start or to warm up, so both are
+    assumptions (docs/models.md, section 5).
+    """
+
+    startup_seconds: float = 30.0
+    """Time from binding a replacement pod until it serves: image already on the node, container
+    start and a readiness probe. The pod does not run while it lasts, rounded up to whole steps
+    (a pod runs in a step only when its start-up is over at the step's start)."""
+    warmup_seconds: float = 300.0
+    """After the start-up, time for which the replacement serves slower (cold caches, JIT,
+    connection pools): its lost warm state."""
+    warmup_service_rate_fraction: float = 0.7
+    """Fraction of its normal service rate a warming replacement serves at (1 = no penalty)."""
+
+    def __post_init__(self) -> None:
+        _check_finite_non_negative(self, "startup_seconds", "warmup_seconds")
+        if not 0.0 < self.warmup_service_rate_fraction <= 1.0:
+            _fail(self, "warmup_service_rate_fraction", f"must be in (0, 1], got {self.warmup_service_rate_fraction!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
 class SimulatorConfig:
     """Dynamics of the trace-driven cluster simulator (:mod:`thrifty.sim`)."""
 
@@ -152,6 +176,8 @@ class SimulatorConfig:
     """The response-time model."""
     network: NetworkModelConfig = field(default_factory=NetworkModelConfig)
     """The cross-node call model."""
+    migration: MigrationConfig = field(default_factory=MigrationConfig)
+    """What evicting and re-placing a pod costs (:meth:`thrifty.sim.Simulator.migrate`)."""
 
     def __post_init__(self) -> None:
         _check_finite_positive(self, "step_seconds", "restart_backoff_initial_seconds", "cfs_period_seconds")
@@ -171,6 +197,8 @@ class SimulatorConfig:
             _fail(self, "latency", f"must be a LatencyModelConfig, got {type(self.latency).__name__}")
         if not isinstance(self.network, NetworkModelConfig):
             _fail(self, "network", f"must be a NetworkModelConfig, got {type(self.network).__name__}")
+        if not isinstance(self.migration, MigrationConfig):
+            _fail(self, "migration", f"must be a MigrationConfig, got {type(self.migration).__name__}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,8 +1,10 @@
 """Runs the decision core against the simulator, as the operator runs it against a cluster.
 
-Each step: snapshot -> sizing plan (policy, then safety) -> scale and resize -> snapshot ->
-placement plan for every Pending pod -> bind -> advance the simulator. Sizing comes first so that
-pods created by a scale-out are placed in the same step, as the operator's pod watch does.
+Each step: snapshot -> consolidation plan, if a consolidator runs (drains: pods migrated to
+their planned nodes, :mod:`thrifty.policy.consolidation`) -> sizing plan (policy, then safety)
+-> scale and resize -> snapshot -> placement plan for every Pending pod -> bind -> advance the
+simulator. Sizing comes first so that pods created by a scale-out are placed in the same step,
+as the operator's pod watch does.
 
 The benchmark harness, the gym environments' evaluation and the training evaluation all use this
 one loop, so a policy is always judged with the same safety pipeline it runs behind in production.
@@ -17,6 +19,7 @@ import numpy as np
 
 from thrifty.core import PlacementDecision, WorkloadDecision, plan_placements, plan_sizing
 from thrifty.policy.base import Policy
+from thrifty.policy.consolidation import ConsolidationPlan, Consolidator
 from thrifty.policy.heuristic import HeuristicPolicy
 from thrifty.safety import ChurnLedger, SafetyConfig
 from thrifty.sim import Simulator, StepResult
@@ -35,6 +38,8 @@ class HarnessStep:
     """Wall-clock time spent deciding sizes in the step (policy + safety)."""
     fallbacks: int
     """Decisions in the step taken by the fallback policy."""
+    consolidation: ConsolidationPlan | None = None
+    """The step's drains and their explanations (None without a consolidator)."""
 
 
 @dataclass
@@ -47,6 +52,19 @@ class Harness:
     fallback: Policy = field(default_factory=HeuristicPolicy)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     ledger: ChurnLedger = field(default_factory=ChurnLedger)
+    consolidator: Consolidator | None = None
+    """Drains under-used nodes before sizing (None: no consolidation)."""
+
+    def consolidate(self) -> ConsolidationPlan | None:
+        """Plan this step's drains and migrate their pods to the planned nodes."""
+        if self.consolidator is None:
+            return None
+        snapshot = self.simulator.snapshot()
+        plan = self.consolidator.plan(snapshot)
+        for drain in plan.drains:
+            for move in drain.moves:
+                self.simulator.migrate(snapshot.pods.names[move.pod], move.target)
+        return plan
 
     def apply_sizing(self, decisions: list[WorkloadDecision]) -> None:
         """Scale and resize in the simulator as the decisions say."""
@@ -82,6 +100,7 @@ class Harness:
         ``place=False`` leaves Pending pods to the caller (the placement environment's agent).
         """
         started = time.perf_counter()
+        consolidation = self.consolidate()
         sizing, self.ledger = plan_sizing(
             self.simulator.snapshot(), self.sizing_policy, self.fallback, self.ledger, self.safety
         )
@@ -91,7 +110,8 @@ class Harness:
         placed = time.perf_counter()
         result = self.simulator.step()
         fallbacks = sum(d.fallback is not None for d in sizing) + sum(d.fallback is not None for d in placements)
-        return HarnessStep(result, tuple(placements), tuple(sizing), placed - sized, sized - started, fallbacks)
+        return HarnessStep(result, tuple(placements), tuple(sizing), placed - sized, sized - started, fallbacks,
+                           consolidation)
 
     def run(self, steps: int) -> list[HarnessStep]:
         """``steps`` steps; the placements of the initial pods happen in the first."""

@@ -1,13 +1,26 @@
-"""Consolidation peers: the descheduler's HighNodeUtilization, Karpenter, and the VPA pairings."""
+"""Consolidation peers (the descheduler's HighNodeUtilization, Karpenter), the VPA pairings, and how
+Thrifty's consolidation and the peers are built and counted in the benchmark."""
 
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
 import pytest
 
 from tests.unit.snapshots import make_snapshot
+from tests.unit.test_sim import QUIET
+from tests.unit.test_sim import scenario as sim_scenario
+from tests.unit.test_sim import workload as sim_workload
 from thrifty.baselines import ClusterAutoscaler, MostAllocatedScoring, TargetLoadPacking, VpaRecommender
 from thrifty.baselines.consolidation import HighNodeUtilization, KarpenterConsolidation
+from thrifty.bench.metrics import RunMetrics
 from thrifty.bench.policies import parse_policy
+from thrifty.bench.runner import KubernetesHarness
+from thrifty.config import SimulatorConfig
+from thrifty.policy.consolidation import Consolidator, CordonedNodes
+from thrifty.policy.heuristic import HeuristicPolicy
+from thrifty.sim import Simulator
 from thrifty.snapshot import ClusterSnapshot
 
 
@@ -79,3 +92,38 @@ def test_vpa_pairings_build_the_named_parts(name, placement, nodes) -> None:
 def test_consolidation_peers_build_the_named_parts(name, autoscaler, descheduler) -> None:
     built = parse_policy(name).build(seed=0)
     assert type(built.autoscaler) is autoscaler and type(built.descheduler) is descheduler
+
+
+def test_thrifty_consolidation_builds_the_rule_behind_cordoned_placement() -> None:
+    built = parse_policy("thrifty-consolidation").build(seed=0)
+    assert isinstance(built.consolidator, Consolidator) and isinstance(built.placement, CordonedNodes)
+    assert isinstance(built.consolidator.policy, HeuristicPolicy) and built.autoscaler is None
+    assert built.consolidator.config.standby_after_idle_seconds == SimulatorConfig().standby_after_idle_seconds
+    assert parse_policy("thrifty-heuristic").build(seed=0).consolidator is None
+    tuned = parse_policy("thrifty-consolidation", {"consolidation_disruption_kj": 5.0}).build(seed=0)
+    assert tuned.consolidator.config.disruption_joules_per_move == 5000.0
+
+
+@pytest.mark.parametrize("name", ["kube-default+stack+consolidation", "heuristic+heuristic+cluster-autoscaler"])
+def test_consolidation_is_thriftys_and_the_autoscalers_are_the_baselines(name) -> None:
+    with pytest.raises(ValueError, match="unknown policy"):
+        parse_policy(name)
+
+
+def test_peer_evictions_go_through_the_migration_action_and_are_counted() -> None:
+    # Node 0 at 5 % requested, node 1 at 40 %: the descheduler evicts node 0's pod, whose
+    # replacement pays the start-up; RunMetrics counts the eviction as it counts Thrifty's.
+    web = dataclasses.replace(sim_workload("default/web", replicas=2), request_rate_per_second=np.full(8, 1.0))
+    sim = Simulator(sim_scenario(web, node_cpu=(10000.0, 1250.0)), config=QUIET)
+    first, second = sim.workload_pods(0)
+    assert sim.bind(first, 0) and sim.bind(second, 1)
+    sim.step()
+    built = parse_policy("most-allocated+stack+descheduler-hnu").build(seed=0)
+    harness = KubernetesHarness(sim, placement_policy=built.placement, sizing_policy=built.sizing,
+                                autoscaler=built.autoscaler, descheduler=built.descheduler)
+    step = harness.step()
+    assert int(step.result.workload_voluntary_evictions[0]) == 1 and step.result.evictions == 0
+    assert int(step.result.workload_running_replicas[0]) == 1  # the replacement is starting
+    metrics = RunMetrics(dependency_source=np.zeros(0, dtype=np.int64), calls_per_request=np.zeros(0))
+    metrics.add(step, np.array([0.5]), sim.snapshot())
+    assert metrics.summary()["evictions"] == 1.0

@@ -33,17 +33,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from thrifty.baselines.cluster_autoscaler import ClusterAutoscaler
+from thrifty.policy.consolidation import requested_fractions as _requested_fractions
 from thrifty.snapshot import ClusterSnapshot
-
-
-def _requested_fractions(snapshot: ClusterSnapshot) -> tuple[np.ndarray, np.ndarray]:
-    nodes = snapshot.nodes
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cpu = np.where(nodes.cpu_capacity_millicores > 0,
-                       nodes.cpu_requested_millicores / nodes.cpu_capacity_millicores, 1.0)
-        memory = np.where(nodes.memory_capacity_bytes > 0,
-                          nodes.memory_requested_bytes / nodes.memory_capacity_bytes, 1.0)
-    return cpu, memory
 
 
 @dataclass

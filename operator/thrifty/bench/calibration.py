@@ -1,4 +1,5 @@
-"""Calibration of the baselines on the training slices: small grids, one selection rule.
+"""Calibration of the baselines (and of Thrifty's consolidation rule) on the training slices:
+small grids, one selection rule.
 
 Each grid runs one baseline with every combination of its parameter values on the training
 scenarios and keeps the setting with the least mean energy among those whose mean SLO violation
@@ -58,6 +59,9 @@ GRIDS: tuple[Grid, ...] = (
          {"descheduler_threshold": 0.2}),
     Grid("karpenter", "kube-default+stack+karpenter-underutilized",
          {"karpenter_consolidate_after": (0.0, 300.0, 900.0)}, {"karpenter_consolidate_after": 0.0}),
+    Grid("thrifty-consolidation", "thrifty-consolidation",
+         {"consolidation_under_used": (0.3, 0.5, 0.7), "consolidation_disruption_kj": (5.0, 20.0, 80.0)},
+         {"consolidation_under_used": 0.5, "consolidation_disruption_kj": 20.0}),
 )
 
 

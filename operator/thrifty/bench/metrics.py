@@ -24,6 +24,9 @@ column                         definition
 ``fallbacks``                  decisions taken by the fallback heuristic because the policy
                                failed or proposed something invalid (should be 0)
 ``churn``                      pods created, deleted or resized by decisions
+``evictions``                  pods evicted: by node memory pressure (background pods included)
+                               and through the Eviction API (drains, the descheduler), the same
+                               count for every policy
 =============================  ===============================================================
 """
 
@@ -40,6 +43,7 @@ COLUMNS: tuple[str, ...] = (
     "energy_kwh", "network_kwh", "slo_violation_rate", "latency_p95_ms", "latency_slo_ratio_p95",
     "powered_on_nodes", "cpu_slack", "memory_slack", "oom_kills", "throttled_hours", "throttled_fraction",
     "cross_node_call_fraction", "unschedulable_pods", "decision_ms_p50", "decision_ms_p99", "fallbacks", "churn",
+    "evictions",
 )
 """The measured columns, in the order of ``results.csv``."""
 
@@ -84,6 +88,7 @@ class RunMetrics:
     decision_seconds: list[float] = field(default_factory=list)
     fallbacks: int = 0
     churn: int = 0
+    evictions: int = 0
     watts: list[float] = field(default_factory=list)
     """Cluster power of each step (nodes plus network), for the energy-over-time plot."""
 
@@ -111,6 +116,7 @@ class RunMetrics:
         self.decision_seconds.append(step.placement_seconds + step.sizing_seconds)
         self.fallbacks += step.fallbacks
         self.churn += int(r.workload_churn.sum())
+        self.evictions += r.evictions + int(r.workload_voluntary_evictions.sum())
 
     def summary(self) -> dict[str, float]:
         """The ``COLUMNS`` of the run so far."""
@@ -136,4 +142,5 @@ class RunMetrics:
             "decision_ms_p99": float(np.percentile(decisions_ms, 99)),
             "fallbacks": float(self.fallbacks),
             "churn": float(self.churn),
+            "evictions": float(self.evictions),
         }

@@ -12,8 +12,11 @@ sizing              ``static`` (as deployed), ``hpa``, ``vpa`` (CPU and memory),
 nodes               baselines only: ``cluster-autoscaler`` (the default), ``descheduler-hnu``
                     (the descheduler's HighNodeUtilization next to the Cluster Autoscaler),
                     ``karpenter-underutilized`` (Karpenter's WhenEmptyOrUnderutilized
-                    consolidation instead), :mod:`thrifty.baselines.consolidation`
+                    consolidation instead), :mod:`thrifty.baselines.consolidation`;
+                    Thrifty's placement only: ``consolidation`` (Thrifty's drains of
+                    under-used nodes, :mod:`thrifty.policy.consolidation`)
 aliases             ``thrifty-heuristic`` = ``heuristic+heuristic``,
+                    ``thrifty-consolidation`` = ``heuristic+heuristic+consolidation``,
                     ``k8s-stack`` = ``kube-default+stack``
 ``rl:DIRECTORY``    a trained policy (:func:`thrifty.policy.loader.load_policy`) for both
 ==================  ===========================================================================
@@ -50,7 +53,9 @@ from thrifty.baselines import (
 from thrifty.baselines.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerNodes
 from thrifty.baselines.consolidation import HighNodeUtilization, KarpenterConsolidation
 from thrifty.baselines.vpa import MEMORY
+from thrifty.config import SimulatorConfig
 from thrifty.policy.base import Policy
+from thrifty.policy.consolidation import ConsolidationConfig, Consolidator, CordonedNodes
 from thrifty.policy.heuristic import HeuristicPolicy
 
 RL_PREFIX = "rl:"
@@ -65,8 +70,10 @@ PARAMETERS: dict[str, float] = {
     "network_weight": calibrated.NETWORK_OVERHEAD_WEIGHT,
     "descheduler_threshold": calibrated.DESCHEDULER_THRESHOLD_FRACTION,
     "karpenter_consolidate_after": calibrated.KARPENTER_CONSOLIDATE_AFTER_SECONDS,
+    "consolidation_under_used": ConsolidationConfig().under_used_fraction,
+    "consolidation_disruption_kj": ConsolidationConfig().disruption_joules_per_move / 1000.0,
 }
-"""Tunable baseline parameters and their calibrated values."""
+"""Tunable parameters and their calibrated values (baselines', and Thrifty's consolidation's)."""
 
 PLACEMENTS: dict[str, Callable[[np.random.Generator, Mapping[str, float]], Policy]] = {
     "kube-default": lambda rng, p: KubeDefaultScoring(rng),
@@ -97,12 +104,29 @@ NODE_MANAGERS: dict[str, Callable[[Mapping[str, float]], tuple[ClusterAutoscaler
 }
 """What manages a baseline's nodes: (the autoscaler or consolidator, the descheduler or None)."""
 
+THRIFTY_NODE_MANAGERS = frozenset({"consolidation"})
+"""What may follow a Thrifty placement: its own consolidation (none by default)."""
+
+
+def thrifty_consolidation_config(parameters: Mapping[str, float],
+                                 simulator: SimulatorConfig = SimulatorConfig()) -> ConsolidationConfig:
+    """The consolidation rule with the simulator's idle period and migration costs, and the
+    ``consolidation_*`` values of ``parameters``."""
+    migration = simulator.migration
+    return ConsolidationConfig(under_used_fraction=parameters["consolidation_under_used"],
+                               disruption_joules_per_move=parameters["consolidation_disruption_kj"] * 1000.0,
+                               standby_after_idle_seconds=simulator.standby_after_idle_seconds,
+                               startup_seconds=migration.startup_seconds, warmup_seconds=migration.warmup_seconds,
+                               warmup_service_rate_fraction=migration.warmup_service_rate_fraction)
+
+
 THRIFTY_PLACEMENTS = frozenset({"heuristic"})
 """Placement policies that manage nodes themselves; the others run next to a Cluster Autoscaler."""
 THRIFTY_SIZINGS = frozenset({"heuristic"})
 """Sizing policies that pick their own scale-in victims (the others get ReplicaSet's)."""
 
-ALIASES = {"thrifty-heuristic": "heuristic+heuristic", "k8s-stack": "kube-default+stack"}
+ALIASES = {"thrifty-heuristic": "heuristic+heuristic", "thrifty-consolidation": "heuristic+heuristic+consolidation",
+           "k8s-stack": "kube-default+stack"}
 
 DEFAULT_POLICIES: tuple[str, ...] = (
     "thrifty-heuristic",
@@ -134,6 +158,8 @@ class BuiltPolicy:
     """The Cluster Autoscaler (or Karpenter) next to a baseline scheduler (None for Thrifty's)."""
     descheduler: HighNodeUtilization | None = None
     """The descheduler next to it, if any."""
+    consolidator: Consolidator | None = None
+    """Thrifty's consolidation, if it runs (with Thrifty's placement only)."""
 
 
 @dataclass(frozen=True)
@@ -145,7 +171,8 @@ class PolicySpec:
     placement: str = ""
     sizing: str = ""
     nodes: str = "cluster-autoscaler"
-    """Key of ``NODE_MANAGERS`` (baselines only)."""
+    """Key of ``NODE_MANAGERS`` for a baseline; ``consolidation`` or the default (none) for
+    Thrifty's placement."""
     rl_directory: str | None = None
     overrides: Mapping[str, float] = field(default_factory=dict)
     """Parameter values used instead of the calibrated ones (keys of ``PARAMETERS``)."""
@@ -159,13 +186,17 @@ class PolicySpec:
             return BuiltPolicy(policy, policy, replicaset_scale_in=False)
         parameters = {**PARAMETERS, **self.overrides}
         placement = PLACEMENTS[self.placement](np.random.default_rng(seed), parameters)
-        autoscaler, descheduler = None, None
+        autoscaler, descheduler, consolidator = None, None, None
         if self.placement not in THRIFTY_PLACEMENTS:
             autoscaler, descheduler = NODE_MANAGERS[self.nodes](parameters)
             placement = ClusterAutoscalerNodes(placement, autoscaler)
+        elif self.nodes == "consolidation":
+            assert isinstance(placement, HeuristicPolicy)
+            consolidator = Consolidator(placement, thrifty_consolidation_config(parameters))
+            placement = CordonedNodes(placement, consolidator)
         sizing = SIZINGS[self.sizing](parameters)
         return BuiltPolicy(placement, sizing, replicaset_scale_in=self.sizing not in THRIFTY_SIZINGS,
-                           autoscaler=autoscaler, descheduler=descheduler)
+                           autoscaler=autoscaler, descheduler=descheduler, consolidator=consolidator)
 
 
 def parse_policy(text: str, overrides: Mapping[str, float] | None = None) -> PolicySpec:
@@ -182,10 +213,12 @@ def parse_policy(text: str, overrides: Mapping[str, float] | None = None) -> Pol
     parts = ALIASES.get(text, text).split("+")
     defaults = ["", "static", "cluster-autoscaler"]
     placement, sizing, nodes = parts + defaults[len(parts):] if len(parts) <= len(defaults) else defaults
-    if placement not in PLACEMENTS or sizing not in SIZINGS or nodes not in NODE_MANAGERS or \
-            (len(parts) == 3 and placement in THRIFTY_PLACEMENTS):
+    thrifty_nodes = len(parts) == 3 and placement in THRIFTY_PLACEMENTS
+    if placement not in PLACEMENTS or sizing not in SIZINGS or \
+            (nodes not in THRIFTY_NODE_MANAGERS if thrifty_nodes else nodes not in NODE_MANAGERS):
         raise ValueError(
             f"--policies: unknown policy {text!r}; use PLACEMENT+SIZING[+NODES] with PLACEMENT one of "
-            f"{', '.join(PLACEMENTS)}, SIZING one of {', '.join(SIZINGS)} and NODES (baselines only) one of "
-            f"{', '.join(NODE_MANAGERS)}, or one of {', '.join(ALIASES)}, or rl:DIRECTORY")
+            f"{', '.join(PLACEMENTS)}, SIZING one of {', '.join(SIZINGS)} and NODES one of "
+            f"{', '.join(NODE_MANAGERS)} (for heuristic placement: {', '.join(sorted(THRIFTY_NODE_MANAGERS))}), "
+            f"or one of {', '.join(ALIASES)}, or rl:DIRECTORY")
     return PolicySpec(text, placement, sizing, nodes, overrides=overrides)

@@ -10,8 +10,10 @@ Harness`). Two things differ for the baselines, as they do in a cluster that run
 * the Cluster Autoscaler (or Karpenter's consolidation) drains under-used nodes before each
   step (:class:`thrifty.baselines.cluster_autoscaler.ClusterAutoscaler`), and a descheduler, if
   the baseline runs one, evicts pods from under-used nodes
-  (:mod:`thrifty.baselines.consolidation`); evicted pods are recreated Pending by their
-  ReplicaSet and placed by the baseline scheduler in the same step.
+  (:mod:`thrifty.baselines.consolidation`); evicted pods go through the simulator's migration
+  action (:meth:`thrifty.sim.Simulator.migrate`: PDB, start-up, warm-up, churn, counted as
+  evictions as Thrifty's drains are), are recreated Pending by their ReplicaSet and placed by the
+  baseline scheduler in the same step.
 """
 
 from __future__ import annotations
@@ -74,12 +76,8 @@ class KubernetesHarness(Harness):
         evicted = self.autoscaler.plan(before)
         if self.descheduler is not None:
             evicted = tuple(sorted(set(evicted) | set(self.descheduler.plan(before))))
-        pods = before.pods
-        for w in np.unique(pods.workload_index[list(evicted)]).tolist():
-            names = [pods.names[p] for p in evicted if pods.workload_index[p] == w]
-            replicas = int(before.workloads.replicas[w])
-            self.simulator.scale(w, replicas - len(names), remove=names)
-            self.simulator.scale(w, replicas)
+        for p in evicted:
+            self.simulator.migrate(before.pods.names[p])
         standby = set(np.asarray(before.nodes.names)[before.nodes.standby].tolist())
         step = super().step(place=place)
         if any(d.node in standby for d in step.placements):
@@ -149,7 +147,8 @@ def run_policy(scenario: Scenario, spec: ScenarioSpec, policy: PolicySpec, steps
         harness: Harness = KubernetesHarness(simulator, placement_policy=built.placement, sizing_policy=built.sizing,
                                              autoscaler=built.autoscaler, descheduler=built.descheduler)
     else:
-        harness = Harness(simulator, placement_policy=built.placement, sizing_policy=built.sizing)
+        harness = Harness(simulator, placement_policy=built.placement, sizing_policy=built.sizing,
+                          consolidator=built.consolidator)
     strict = strict_bound or strict_bound_of(scenario)
     bound = strict.loose
     metrics = RunMetrics(dependency_source=np.asarray(scenario.dependencies.source, dtype=np.int64),

@@ -4,7 +4,9 @@ Placement packs onto powered-on nodes towards a target utilisation (like Trimara
 TargetLoadPacking), avoids waking nodes in standby, and prefers nodes that already hold the
 workload's dependencies. Sizing scales on latency against the SLO when it is known and on CPU
 utilisation of requests otherwise (the HPA rule), and sizes requests on usage percentiles with a
-fixed headroom, more after throttling or an OOM kill.
+fixed headroom, more after throttling or an OOM kill. Consolidation, when it runs, drains
+under-used nodes by the rule of :mod:`thrifty.policy.consolidation` (:meth:`HeuristicPolicy.
+propose_drains`).
 
 Memory after an OOM kill: a killed container leaves no usage sample for the step it died in, so
 the peak of the surviving samples understates what it needed, and sizing on it alone shrinks the
@@ -34,6 +36,7 @@ from thrifty.actions import (
     decode_sizing,
 )
 from thrifty.policy.base import PolicyInfo
+from thrifty.policy.consolidation import ConsolidationConfig, DrainProposal, propose_drains
 from thrifty.snapshot import ClusterSnapshot
 
 
@@ -113,6 +116,13 @@ class HeuristicPolicy:
         floors = memory_floors(snapshot, self._memory, self.config)
         np.maximum(proposal.memory_request_bytes, floors, out=proposal.memory_request_bytes)
         return proposal
+
+    def propose_drains(self, snapshot: ClusterSnapshot, config: ConsolidationConfig,
+                       draining: frozenset[str] = frozenset()) -> tuple[DrainProposal, ...]:
+        """Nodes to drain and where their pods go: :func:`thrifty.policy.consolidation.propose_drains`
+        (under-used nodes, fewest pods first, pods best-fit on the fullest staying nodes); the
+        budget stage decides which go ahead."""
+        return propose_drains(snapshot, config, draining)
 
     def actions(self, snapshot: ClusterSnapshot) -> np.ndarray:
         """(workloads, 3) discrete sizing actions; also the teacher for imitation pre-training."""

@@ -37,6 +37,7 @@ _SCALAR_COLUMNS: dict[str, tuple[type, float]] = {
     "memory_usage_bytes": (float, np.nan),
     "throttled_periods_in_window": (float, 0.0),
     "oom_kills_in_window": (float, 0.0),
+    "warmup_remaining_seconds": (float, 0.0),
 }
 """Per-pod columns with their dtype and the value of an empty slot."""
 
@@ -84,6 +85,9 @@ class PodStore:
     """Sum of ``throttled_periods_history`` over the window, kept up to date by :meth:`record`."""
     oom_kills_in_window: np.ndarray
     """Sum of ``oom_kills_history`` over the window."""
+    warmup_remaining_seconds: np.ndarray
+    """Time until a migrated pod has its warm state back (0: warm); its start-up is
+    ``restart_remaining_seconds`` (:mod:`thrifty.sim.migration`)."""
     cpu_history_millicores: np.ndarray
     memory_history_bytes: np.ndarray
     throttled_periods_history: np.ndarray

@@ -53,6 +53,9 @@ class StepResult:
     """(W,) network power of those calls, charged to the caller."""
     workload_churn: np.ndarray
     """int64 (W,) pods created, deleted or resized by actions since the previous step."""
+    workload_voluntary_evictions: np.ndarray
+    """int64 (W,) pods evicted through the Eviction API (:meth:`~thrifty.sim.Simulator.migrate`:
+    drains, the descheduler) since the previous step; node-pressure ones are ``workload_evictions``."""
     pending_pods: int
     """Pods without a node at the end of the step (including background pods)."""
     unschedulable_pods: int

@@ -2,7 +2,8 @@
 
 The simulator never decides anything. A harness (the gym environments, the baselines, the
 benchmark) looks at :meth:`Simulator.snapshot`, acts with :meth:`~Simulator.bind`,
-:meth:`~Simulator.resize` and :meth:`~Simulator.scale`, and advances time with
+:meth:`~Simulator.resize`, :meth:`~Simulator.scale` and :meth:`~Simulator.migrate` (an eviction
+and re-creation, :mod:`thrifty.sim.migration`), and advances time with
 :meth:`~Simulator.step`::
 
     sim = Simulator(scenario, seed=0)
@@ -50,6 +51,7 @@ from thrifty.config import SimulatorConfig
 from thrifty.energy import PowerModel
 from thrifty.latency import response_time_percentile, service_rate_per_second
 from thrifty.network import NetworkEffect, network_effect
+from thrifty.sim import migration
 from thrifty.sim.cpu import share_node_cpu, throttle
 from thrifty.sim.pods import PodStore
 from thrifty.sim.result import StepResult
@@ -182,6 +184,7 @@ class Simulator:
         self._template = self._initial_resources.copy()
         self._name_counter = np.zeros(n_workloads, dtype=np.int64)
         self._churn = np.zeros(n_workloads, dtype=np.int64)
+        self._voluntary_evictions = np.zeros(n_workloads, dtype=np.int64)
         self._request_rate = np.full(n_workloads, np.nan)
         self._latency = np.full(n_workloads, np.nan)
         initial = sum(w.replicas for w in self.scenario.workloads)
@@ -332,6 +335,13 @@ class Simulator:
         order = np.lexsort((-pods.serial[slots], pods.node[slots] != UNBOUND))
         return self._delete(slots[order[:surplus]])
 
+    def migrate(self, pod: str, node: int | str | None = None) -> str | None:
+        """Evict a workload pod through the Eviction API and re-create it, bound to ``node`` when
+        given and it fits (else Pending); returns the replacement's name, or None when the
+        workload's PDB refuses. The replacement pays a start-up and a warm-up; see
+        :mod:`thrifty.sim.migration`."""
+        return migration.migrate(self, pod, node)
+
     # ------------------------------------------------------------------- step
 
     def step(self) -> StepResult:
@@ -397,6 +407,8 @@ class Simulator:
         available = np.where(contended[node], usage, np.minimum(limit, usage + spare[node]))
         serving = np.maximum(available - overhead, 0.0)
         serving_total = np.bincount(row, weights=serving, minlength=n_workloads + 1)[:n_workloads]
+        serving_total -= migration.warm_up_loss(serving, pods.warmup_remaining_seconds[running], row, n_workloads,
+                                                cfg.migration)
         service_rate = service_rate_per_second(serving_total / np.maximum(replicas, 1), self._work)
 
         network = self._network(rate, row[owned], node[owned])
@@ -433,6 +445,7 @@ class Simulator:
         self._node_cpu_usage, self._node_memory_usage = node_cpu.copy(), node_memory
         self._request_rate, self._latency = rate.copy(), latency.p95_seconds.copy()
         churn, self._churn = self._churn, np.zeros(n_workloads, dtype=np.int64)
+        voluntary, self._voluntary_evictions = self._voluntary_evictions, np.zeros(n_workloads, dtype=np.int64)
         pending = np.flatnonzero(pods.alive & (pods.node == UNBOUND))
         return StepResult(
             step_index=self._step_index - 1,
@@ -456,6 +469,7 @@ class Simulator:
             ),
             workload_network_watts=network.watts,
             workload_churn=churn,
+            workload_voluntary_evictions=voluntary,
             pending_pods=len(pending),
             unschedulable_pods=self._count_unschedulable(pending),
             evictions=len(evicted_slots),
@@ -692,6 +706,7 @@ class Simulator:
         dt = self.config.step_seconds
         pods = self._pods
         np.maximum(pods.restart_remaining_seconds - dt, 0.0, out=pods.restart_remaining_seconds)
+        np.maximum(pods.warmup_remaining_seconds - dt, 0.0, out=pods.warmup_remaining_seconds)
         np.maximum(self._wake_remaining - dt, 0.0, out=self._wake_remaining)
         empty = self._node_pods == 0
         self._idle_seconds = np.where(empty, self._idle_seconds + dt, 0.0)

@@ -109,6 +109,9 @@ class WorkloadSpec:
     """p95 response-time target."""
     energy_weight: float = 0.5
     """0 = performance only, 1 = energy only."""
+    pdb_max_unavailable: int | None = None
+    """The workload's PodDisruptionBudget as ``maxUnavailable`` pods (None: no PDB). An eviction
+    is refused while this many of its pods are not ready (:mod:`thrifty.sim.migration`)."""
 
     def __post_init__(self) -> None:
         n = len(np.asarray(self.request_rate_per_second))
@@ -140,6 +143,8 @@ class WorkloadSpec:
             )
         if self.replicas < 0:
             _fail(self, "replicas", f"must be >= 0, got {self.replicas}")
+        if self.pdb_max_unavailable is not None and self.pdb_max_unavailable < 0:
+            _fail(self, "pdb_max_unavailable", f"must be >= 0 or None, got {self.pdb_max_unavailable}")
         if not (math.isfinite(self.slo_latency_p95_seconds) and self.slo_latency_p95_seconds > 0):
             _fail(self, "slo_latency_p95_seconds", f"must be finite and > 0, got {self.slo_latency_p95_seconds!r}")
         if not 0.0 <= self.energy_weight <= 1.0:
