@@ -40,6 +40,7 @@ from thrifty.core import PlacementDecision, bind_in_snapshot, choose_placement, 
 from thrifty.energy import PowerModel
 from thrifty.extender.scores import binding_args, candidate_nodes, host_priorities, neutral_priorities
 from thrifty.history import UsageHistory
+from thrifty.leadership import Leadership, NotLeader
 from thrifty.metrics import Metrics
 from thrifty.observe import GROUP, RECOMMEND, SCHEDULER_NAME, VERSION, object_key, parse_time
 from thrifty.policy.base import Policy
@@ -63,6 +64,8 @@ logger = logging.getLogger("thrifty.extender")
 REQUEST_BUCKETS_SECONDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 """One extender call, from request to answer: kube-scheduler waits for prioritize in its
 scheduling cycle, so milliseconds matter."""
+NOT_LEADER = "this Thrifty replica is not the leader: kube-scheduler binds the pod itself"
+"""``bind``'s answer on a standby."""
 SHADOW_WATTS_BUCKETS = (-50.0, -20.0, -10.0, -5.0, -2.0, -1.0, 0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0)
 """Estimated cluster power of kube-scheduler's node minus Thrifty's choice, watts: positive is
 what Thrifty would have saved."""
@@ -144,8 +147,12 @@ class Extender:
 
     def __init__(self, *, config: ExtenderConfig, kube: Kube, view: ClusterView, history: UsageHistory,
                  policy: Policy, fallback: Policy, metrics: Metrics, status_lock: asyncio.Lock,
-                 clock: Callable[[], float] = time.time, synced: asyncio.Event | None = None) -> None:
+                 clock: Callable[[], float] = time.time, synced: asyncio.Event | None = None,
+                 leadership: Leadership | None = None) -> None:
         self.config = config
+        self.leadership = leadership or Leadership.always()
+        """Only the leader binds and records; a standby answers ``bind`` with an error, and
+        kube-scheduler (the extender is ``ignorable``) binds the pod itself."""
         self.kube = kube
         self.view = view
         self.history = history
@@ -274,8 +281,17 @@ class Extender:
             args = binding_args(await request.json())
         except (KeyError, ValueError) as error:
             return web.json_response({"Error": f"malformed ExtenderBindingArgs: {error}"})
+        if not self.leadership.is_leader():
+            # Only one replica may bind. kube-scheduler treats the error of an ignorable
+            # extender as "skip it" and binds through its default binder: the pod still goes to
+            # the node the scores (this replica's warm view) chose.
+            self.own_metrics.request_duration.labels("bind").observe(time.perf_counter() - started)
+            return web.json_response({"Error": NOT_LEADER})
         try:
-            await self.kube.bind_pod(args.namespace, args.name, args.uid, args.node)
+            await self.leadership.fenced(self.kube.bind_pod(args.namespace, args.name, args.uid, args.node))
+        except NotLeader as error:
+            self.own_metrics.request_duration.labels("bind").observe(time.perf_counter() - started)
+            return web.json_response({"Error": f"{NOT_LEADER} ({error})"})
         except KubeError as error:
             # kube-scheduler forgets its assumption and retries the pod (or sees it bound). A pod
             # deleted or bound by another meanwhile (404, 409) is no error of Thrifty's.
@@ -296,7 +312,10 @@ class Extender:
         while True:
             bound = await self._records.get()
             try:
-                await self._record(bound)
+                # The record is the leader's to write; one left when leadership is lost is dropped.
+                await self.leadership.fenced(self._record(bound))
+            except NotLeader as error:
+                logger.info("binding of %s/%s not recorded: %s", bound.namespace, bound.name, error)
             except Exception:  # recording must never stop the workers; the bind stands
                 logger.exception("could not record the binding of %s/%s", bound.namespace, bound.name)
 
