@@ -16,12 +16,12 @@ from tests.unit.test_extender import FakeKube, bind_args, drain, node, pod, serv
 from thrifty.adapter import Fenced, Kube
 from thrifty.handlers import OperatorConfig, Reconciler
 from thrifty.leadership import (
-    Lease,
     LeaderElectionConfig,
     LeaderElector,
+    Leadership,
+    Lease,
     LeaseConflict,
     LeaseRecord,
-    Leadership,
     LeaseUnavailable,
     NotLeader,
     Observed,

@@ -69,7 +69,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--liveness", metavar="URL",
                         type=flags.url("--liveness", lambda u: u.scheme == "http" and bool(u.hostname and u.port),
                                        "an http://HOST:PORT/PATH URL"),
-                        help="serve the liveness endpoint (every replica, standby too), e.g. http://0.0.0.0:8080/healthz "
+                        help="serve the liveness endpoint (every replica, standby too), e.g. "
+                             "http://0.0.0.0:8080/healthz "
                              "(default: none)")
     parser.add_argument("--prometheus-url", metavar="URL",
                         type=flags.url("--prometheus-url", lambda u: u.scheme in ("http", "https") and bool(u.netloc),
