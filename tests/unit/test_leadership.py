@@ -283,7 +283,7 @@ def test_the_leader_steps_down_at_its_renew_deadline_and_its_work_is_cancelled()
         assert clock.now >= renewed_at + 7.0
         assert seen == ["lost"] and leadership.lost.is_set()
         with pytest.raises(NotLeader, match="leadership was lost"):
-            await step
+            await asyncio.wait_for(step, timeout=5)
         with pytest.raises(NotLeader):
             await leadership.fenced(sizing_step())
     run(scenario())
