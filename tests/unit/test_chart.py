@@ -215,7 +215,7 @@ def test_watching_one_namespace_confines_the_writes_to_it(helm: str, tmp_path: P
     """Of the operator's RBAC: every write and every read of RLWorkloads in a Role of the watched
     namespace; cluster-wide only the reads the operator makes whatever it watches (the extender's
     view of pods and nodes), and kopf's of the namespaces; together the permissions of watching
-    everything, with the namespace's KopfPeerings for the cluster's."""
+    everything."""
     everything = _grants(render(helm, tmp_path)[("ClusterRole", RELEASE)]["rules"])
     objects = render(helm, tmp_path, {"watchNamespace": "apps"})
     cluster_wide = _grants(objects[("ClusterRole", RELEASE)]["rules"])
@@ -231,10 +231,26 @@ def test_watching_one_namespace_confines_the_writes_to_it(helm: str, tmp_path: P
                                          ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
                                          ("apiextensions.k8s.io", "customresourcedefinitions", "watch")}
     in_namespace = _grants(role["rules"])
-    peering = {verb: ("kopf.dev", "clusterkopfpeerings", verb) for verb in ("create", "list", "watch", "patch")}
-    assert cluster_wide | in_namespace == (everything - set(peering.values())) | namespaces | {
-        ("kopf.dev", "kopfpeerings", verb) for verb in peering}
+    assert cluster_wide | in_namespace == everything | namespaces
     assert not {verb for _, _, verb in cluster_wide} & WRITES
+
+
+@pytest.mark.parametrize("values", [{}, {"watchNamespace": "apps"}])
+def test_the_leader_lease_is_the_only_one_the_operator_may_write(helm: str, tmp_path: Path, values: dict) -> None:
+    """The Role of the leader election: in the release's namespace, the Lease that
+    ``--leader-election-lease`` names (create, then get and update of that name only), whatever
+    namespace is watched."""
+    objects = render(helm, tmp_path, values, release="thrifty-ops")
+    role, binding = objects[("Role", "thrifty-ops-leader")], objects[("RoleBinding", "thrifty-ops-leader")]
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == NAMESPACE
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["thrifty-ops"],
+         "verbs": ["get", "update"]}]
+    assert binding["roleRef"]["name"] == "thrifty-ops-leader"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "thrifty-ops", "namespace": NAMESPACE}]
+    args = objects[("Deployment", "thrifty-ops")]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--leader-election-lease=thrifty-ops" in args
 
 
 SCHEDULER_RBAC = ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
