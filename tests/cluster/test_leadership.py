@@ -138,6 +138,27 @@ def test_kill_9_of_the_leader_the_standby_takes_over_within_15_s_and_pods_keep_b
     wait_for("the new leader to place 'later'", lambda: placed_by_thrifty(k, "later"), diagnose=second.log_tail)
 
 
+def test_sigterm_releases_the_lease_and_the_standby_takes_over_at_its_next_try(
+        cluster: Cluster, namespace: str, tmp_path: Path, operators: list[Operator]) -> None:
+    """A rollout or a drain stops the leader with SIGTERM: it gives the Lease up, and the standby
+    does not wait out the lease duration (10 s), only its retry period (2 s, jittered up to 4.4 s)."""
+    first = replica(cluster, namespace, tmp_path, "first")
+    operators.append(first)
+    first.start()
+    second = replica(cluster, namespace, tmp_path, "second")
+    operators.append(second)
+    second.start(leader=False)
+    first.stop()
+    assert first.process is not None and first.process.returncode == 0, first.log_tail()
+    stopped = time.monotonic()
+    wait_for("the standby to take over", second.leads, timeout=10, interval=0.1, diagnose=second.log_tail)
+    handover_s = time.monotonic() - stopped
+    print(f"\nleader_handover_after_sigterm_seconds: {handover_s:.2f} s")
+    assert handover_s < 5.0, f"the standby took {handover_s:.1f} s after a release"
+    assert "released Lease" in first.log_path.read_text()
+    assert holder(cluster, namespace) == identity(second)
+
+
 AUDITED_WRITES = {"create", "update", "patch", "delete", "deletecollection"}
 
 

@@ -317,9 +317,11 @@ async def _lead(elector: LeaderElector, leadership: Leadership, run_kopf: Any, s
         await asyncio.wait({electing, operating}, return_when=asyncio.FIRST_COMPLETED)
         if electing.done():
             # Lost: writes are refused and the steps in flight cancelled already; stop kopf.
+            leadership.end(lost=True)  # also when the loop failed (a bug), before its error is raised
             stop.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(operating), timeout=KOPF_STOP_SECONDS)
+            electing.result()
             return LOST_LEADERSHIP_EXIT
         operating.result()  # kopf ended (a signal): raise what it raised, if anything
         return 0
