@@ -32,7 +32,7 @@ CHART = REPO / "charts" / "thrifty"
 RELEASE = "thrifty"
 NAMESPACE = "thrifty-chart"
 """Not manifests/' thrifty-system, so that nothing of test_install.py's install can stand in."""
-CRDS = ("rlworkloads.thrifty.dev", "kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev")
+CRDS = ("rlworkloads.thrifty.dev",)
 
 
 def helm(cluster: Cluster, *args: str) -> subprocess.CompletedProcess:

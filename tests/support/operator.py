@@ -259,9 +259,9 @@ def delete_namespace(cluster: Cluster, name: str) -> None:
 
 
 def install_crds(cluster: Cluster) -> None:
-    """The RLWorkload and kopf peering CRDs, Established."""
+    """The RLWorkload CRD, Established."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    for crd in ("rlworkloads.thrifty.dev", "kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"):
+    for crd in ("rlworkloads.thrifty.dev",):
         cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
 
 

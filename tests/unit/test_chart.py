@@ -27,7 +27,6 @@ NAMESPACE = "thrifty-system"
 """Release name and namespace that give the objects the names and namespace of manifests/."""
 
 COPIES = {
-    CHART / "crds" / "kopf-peering.yaml": REPO / "crds" / "kopf-peering.yaml",
     CHART / "crds" / "thrifty.dev_rlworkloads.yaml": REPO / "crds" / "thrifty.dev_rlworkloads.yaml",
     CHART / "files" / "thrifty.json": REPO / "manifests" / "grafana" / "thrifty.json",
     CHART / "files" / "prometheusrule.yaml": REPO / "manifests" / "monitoring" / "prometheusrule.yaml",
@@ -159,7 +158,7 @@ def test_monitoring_renders_the_kustomize_monitoring(helm: str, bin_dir: str, tm
 
 def test_crds_come_from_the_chart_crds_directory(helm: str, tmp_path: Path) -> None:
     crds = {name for kind, name in render(helm, tmp_path, crds=True) if kind == "CustomResourceDefinition"}
-    assert crds == {"rlworkloads.thrifty.dev", "kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"}
+    assert crds == {"rlworkloads.thrifty.dev"}
 
 
 def test_values_set_image_args_replicas_and_resources(helm: str, tmp_path: Path) -> None:
