@@ -340,6 +340,8 @@ class LeaderElector:
         """The holder this replica last saw (empty: none)."""
         self._version: str | None = None
         """resourceVersion of the Lease this replica last wrote as holder (for the release)."""
+        self.released = False
+        """This replica gave the Lease up (:meth:`release`): its term ended, it was not lost."""
 
     async def run(self) -> None:
         await self._acquire()
@@ -368,6 +370,8 @@ class LeaderElector:
             if remaining > 0:
                 await self.try_once(timeout_seconds=remaining)
             if not self.leadership.is_leader():
+                if self.released:
+                    return
                 why = (f"taken over by {self.leader}" if self.leader and self.leader != cfg.identity
                        else f"not renewed within {cfg.renew_deadline_seconds:g} s")
                 logger.error("leadership lost (%s): Lease %s/%s", why, cfg.lease_namespace, cfg.lease_name)
@@ -425,6 +429,7 @@ class LeaderElector:
         record = dataclasses.replace(self.observed.record, holder="", lease_duration_seconds=1,
                                      renew_time=micro_time(self.wall_clock()))
         self.leadership.end(lost=False)  # stop writing first: the release is the last write
+        self.released = True
         try:
             await self.api.replace_lease(cfg.lease_namespace, cfg.lease_name,
                                          lease_object(cfg, record, self._version), cfg.retry_period_seconds)

@@ -317,6 +317,8 @@ def test_release_lets_the_standby_take_over_at_its_next_try() -> None:
         assert standby.leadership.is_leader() and api.holder() == ME
         assert not await leader.release()  # not the holder any more: nothing written
         assert api.writes[-1] == ME
+        await leader._renew()  # the loop ends quietly after a release: no "lost"
+        assert seen == ["released"] and not leader.leadership.lost.is_set()
     run(scenario())
 
 

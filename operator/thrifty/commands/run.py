@@ -285,6 +285,14 @@ async def _operate(config: OperatorConfig, placement: run_placement.PlacementSet
             from thrifty.leadership import LeaderElector
 
             elector = LeaderElector(election, kube, leadership, on_transition=metrics.count_leader_transition)
+
+            @kopf.on.cleanup(registry=registry)  # type: ignore[arg-type]
+            async def release_lease(**_: object) -> None:
+                # kopf runs its cleanup handlers once its other tasks (watches, timers) have
+                # ended, so no write of kopf's follows: hand the Lease over now, not after kopf's
+                # last wait for stray tasks (5 s).
+                await elector.release()
+
             return await _lead(elector, leadership, run_kopf, stop)
     finally:
         if prometheus is not None:
@@ -315,7 +323,7 @@ async def _lead(elector: LeaderElector, leadership: Leadership, run_kopf: Any, s
         # election exist already, so stopping kopf leaves them alone.
         operating = asyncio.create_task(run_kopf(), name="kopf")
         await asyncio.wait({electing, operating}, return_when=asyncio.FIRST_COMPLETED)
-        if electing.done():
+        if electing.done() and not elector.released:
             # Lost: writes are refused and the steps in flight cancelled already; stop kopf.
             leadership.end(lost=True)  # also when the loop failed (a bug), before its error is raised
             stop.set()
@@ -323,7 +331,9 @@ async def _lead(elector: LeaderElector, leadership: Leadership, run_kopf: Any, s
                 await asyncio.wait_for(asyncio.shield(operating), timeout=KOPF_STOP_SECONDS)
             electing.result()
             return LOST_LEADERSHIP_EXIT
-        operating.result()  # kopf ended (a signal): raise what it raised, if anything
+        # kopf ended or is ending (a signal; its cleanup released the Lease): raise what it
+        # raised, if anything.
+        await operating
         return 0
     finally:
         for task in (electing, stopping, acquired, operating):
