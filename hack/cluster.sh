@@ -145,6 +145,8 @@ healthy() {
     n=$((n + 1))
   done
   ((n >= 6)) || return 1 # etcd, apiserver, controller-manager, scheduler, kwok, metrics-server
+  # A cluster created before the audit policy was added has no audit log: re-created.
+  [[ -f "$CLUSTER_DIR/logs/audit.log" ]] || return 1
   k --request-timeout=5s get --raw /readyz >/dev/null 2>&1
 }
 
@@ -156,6 +158,9 @@ create_cluster() {
   # 1000 nodes' heartbeats and a burst of pods. Ports are picked free by kwokctl, on 127.0.0.1.
   # --enable-crds: simulated usage (what metrics-server reports) is set through kwok's
   # ResourceUsage/ClusterResourceUsage objects in the API, so tests can change it at run time.
+  # --kube-audit-policy: the API server's audit log ($CLUSTER_DIR/logs/audit.log) of the writes
+  # the operator makes, nothing else (hack/kwok/audit-policy.yaml); the leadership tests read
+  # which replica wrote from it.
   write_kwokctl_config
   # From the work dir: kwokctl runs `metrics-server version`, which writes self-signed certificates
   # into its working directory (apiserver.local.config/), and that must not be the checkout.
@@ -173,6 +178,7 @@ create_cluster() {
     --enable metrics-server \
     --disable-qps-limits \
     --enable-crds ResourceUsage,ClusterResourceUsage \
+    --kube-audit-policy "$HACK/kwok/audit-policy.yaml" \
     --wait "${TIMEOUT}s" >"$KWOKCTL_LOG" 2>&1 8>&-); then
     fail "kwokctl create cluster failed"
   fi

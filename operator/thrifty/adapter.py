@@ -15,12 +15,13 @@ work the same way as any other call. The same credentials are handed to kopf thr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
 import os
 import socket
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -44,9 +45,13 @@ WATCH_TIMEOUT_SECONDS = 300
 """A watch's ``timeoutSeconds``: the server ends it then and the informer resumes it."""
 REPORTING_COMPONENT = "thrifty.dev/operator"
 """``reportingComponent`` of Thrifty's Events (``source.component`` is ``thrifty``)."""
-PEERING_GROUP = "kopf.dev"
-HTTP_METHODS = {"get": "GET", "list": "GET", "watch": "GET", "create": "POST", "patch": "PATCH", "delete": "DELETE"}
+HTTP_METHODS = {"get": "GET", "list": "GET", "watch": "GET", "create": "POST", "update": "PUT", "patch": "PATCH",
+                "delete": "DELETE"}
 """The HTTP method of each Kubernetes verb Thrifty uses."""
+WRITE_VERBS = frozenset({"create", "update", "patch", "delete"})
+"""Verbs that change the cluster: refused by the fence unless this replica leads."""
+ELECTION_RESOURCE = "leases"
+"""The one resource written whoever leads: the election's own Lease."""
 
 
 class KubeError(Exception):
@@ -75,6 +80,14 @@ class EvictionBlocked(KubeError):
         """What the API said about the budgets, e.g. ``The disruption budget web needs 2 healthy
         pods and has 2 currently``."""
         return "; ".join(m for r, m in self.causes if r == DISRUPTION_BUDGET_CAUSE) or self.message
+
+
+class Fenced(KubeError):
+    """A write refused before it was sent: this replica is not the leader
+    (:class:`thrifty.leadership.Leadership`)."""
+
+    def __init__(self, operation: str) -> None:
+        super().__init__(operation, 0, "refused: this replica is not the leader")
 
 
 class MetricsSourceError(Exception):
@@ -124,14 +137,24 @@ def pod_manifest(workload: WorkloadSpec, *, name: str, scheduler_name: str | Non
 class Kube:
     """Kubernetes API calls, returning the API's JSON as dicts."""
 
-    def __init__(self, client: ApiClient, namespace: str | None, metrics: Metrics) -> None:
+    def __init__(self, client: ApiClient, namespace: str | None, metrics: Metrics,
+                 user_agent: str | None = None) -> None:
         self._client = client
         self._namespace = namespace
         self._metrics = metrics
         self._instance = socket.gethostname()
+        self.user_agent = user_agent
+        """``User-Agent`` of every request (this client's and kopf's): tells the replicas apart in
+        the API server's audit log. None: the client library's."""
+        if user_agent:
+            client.user_agent = user_agent
+        self.fence: Callable[[], bool] | None = None
+        """Whether writes are allowed now (the leadership token); None: always. Checked before
+        every create, update, patch and delete except of the election's Lease."""
 
     @classmethod
-    async def connect(cls, kubeconfig: str | None, namespace: str | None, metrics: Metrics) -> Kube:
+    async def connect(cls, kubeconfig: str | None, namespace: str | None, metrics: Metrics,
+                      user_agent: str | None = None) -> Kube:
         """Credentials from ``kubeconfig``, else in-cluster (service account), else
         ``$KUBECONFIG`` or ``~/.kube/config``. ``namespace`` None watches every namespace."""
         configuration = Configuration()
@@ -141,7 +164,7 @@ class Kube:
             load_incluster_config(client_configuration=configuration)
         else:
             await load_kube_config(client_configuration=configuration, persist_config=False)
-        return cls(ApiClient(configuration), namespace, metrics)
+        return cls(ApiClient(configuration), namespace, metrics, user_agent)
 
     async def close(self) -> None:
         await self._client.close()
@@ -150,7 +173,8 @@ class Kube:
         """The same credentials, for kopf's own watches and patches."""
         configuration = self._client.configuration
         scheme, _, token = (configuration.api_key.get("BearerToken") or "").partition(" ")
-        return kopf.ConnectionInfo(
+        return _ConnectionInfo(
+            user_agent=f"{self.user_agent} kopf" if self.user_agent else None,
             server=str(configuration.host),
             ca_path=configuration.ssl_ca_cert or None,
             insecure=not configuration.verify_ssl,
@@ -163,15 +187,20 @@ class Kube:
 
     async def _call(self, verb: str, resource: str, operation: str, path: str, *, body: Any = None,
                     query: Sequence[tuple[str, str]] | None = None,
-                    content_type: str = "application/json") -> dict:
+                    content_type: str = "application/json",
+                    timeout_seconds: float = REQUEST_TIMEOUT_SECONDS) -> dict:
         """One API call, counted in ``thrifty_kube_api_requests_total`` by ``verb`` (a key of
         :data:`HTTP_METHODS`), ``resource`` (``pods``, ``pods/binding``, ...) and outcome;
-        ``operation`` words it for errors."""
+        ``operation`` words it for errors. A write while this replica does not lead is not sent:
+        :class:`Fenced` (counted in ``thrifty_fenced_writes_total``)."""
+        if verb in WRITE_VERBS and resource != ELECTION_RESOURCE and self.fence is not None and not self.fence():
+            self._metrics.count_fenced_write(resource)
+            raise Fenced(operation)
         try:
             response = await self._client.call_api(
                 path, HTTP_METHODS[verb], query_params=list(query or []), body=body,
                 header_params={"Content-Type": content_type, "Accept": "application/json"},
-                auth_settings=["BearerToken"], _preload_content=False, _request_timeout=REQUEST_TIMEOUT_SECONDS,
+                auth_settings=["BearerToken"], _preload_content=False, _request_timeout=timeout_seconds,
             )
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
             self._metrics.count_api_request(verb, resource, 0)
@@ -343,27 +372,58 @@ class Kube:
                              "firstTimestamp": time, "lastTimestamp": time, "count": 1,
                          })
 
-    async def ensure_peering(self, name: str) -> None:
-        """Create the peering object ``name`` that kopf's peering needs, if missing: a
-        ClusterKopfPeering, or a KopfPeering in the watched namespace.
+    # --- The election's Lease (thrifty.leadership.LeaseAPI) ------------------------------------
 
-        Raises :class:`KubeError` naming the fix when the peering CRDs are not installed.
-        """
-        kind = "KopfPeering" if self._namespace else "ClusterKopfPeering"
-        plural = kind.lower() + "s"
-        path = self._scope(f"/apis/{PEERING_GROUP}/v1", plural)
-        metadata = {"name": name, **({"namespace": self._namespace} if self._namespace else {})}
+    def _lease_path(self, namespace: str, name: str | None = None) -> str:
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{quote(namespace)}/leases"
+        return f"{path}/{quote(name)}" if name else path
+
+    async def _lease_call(self, verb: str, operation: str, path: str, body: Mapping | None,
+                          timeout_seconds: float) -> dict:
+        from thrifty.leadership import LeaseConflict, LeaseUnavailable
+
         try:
-            await self._call("create", plural, f"create {kind} {name}", path,
-                             body={"apiVersion": f"{PEERING_GROUP}/v1", "kind": kind, "metadata": metadata})
+            return await self._call(verb, ELECTION_RESOURCE, operation, path, body=body,
+                                    timeout_seconds=timeout_seconds)
         except KubeError as error:
             if error.status == 409:
-                return
-            if error.status == 404:
-                raise KubeError(f"create {kind} {name}", 404,
-                                f"the {kind} CRD is not installed: kubectl apply -f crds/kopf-peering.yaml, "
-                                "or run with --standalone") from error
+                raise LeaseConflict(str(error)) from error
+            raise LeaseUnavailable(str(error)) from error
+
+    async def get_lease(self, namespace: str, name: str, timeout_seconds: float) -> dict | None:
+        """The Lease, or None if it does not exist."""
+        from thrifty.leadership import LeaseUnavailable
+
+        try:
+            return await self._lease_call("get", f"get lease {namespace}/{name}", self._lease_path(namespace, name),
+                                          None, timeout_seconds)
+        except LeaseUnavailable as error:
+            cause = error.__cause__
+            if isinstance(cause, KubeError) and cause.status == 404:
+                return None
             raise
+
+    async def create_lease(self, namespace: str, body: Mapping, timeout_seconds: float) -> dict:
+        return await self._lease_call("create", f"create lease {namespace}/{body['metadata']['name']}",
+                                      self._lease_path(namespace), body, timeout_seconds)
+
+    async def replace_lease(self, namespace: str, name: str, body: Mapping, timeout_seconds: float) -> dict:
+        """PUT the Lease; 409 (:class:`~thrifty.leadership.LeaseConflict`) unless its
+        ``metadata.resourceVersion`` is still the one in ``body``."""
+        return await self._lease_call("update", f"update lease {namespace}/{name}", self._lease_path(namespace, name),
+                                      body, timeout_seconds)
+
+
+@dataclasses.dataclass(frozen=True)
+class _ConnectionInfo(kopf.ConnectionInfo):
+    """kopf's credentials with the operator's ``User-Agent`` (kopf sets its own only when the
+    headers carry none), so kopf's writes are told apart in the audit log too."""
+
+    user_agent: str | None = None
+
+    def as_http_headers(self) -> dict[str, str]:
+        headers = super().as_http_headers()
+        return {**headers, "User-Agent": self.user_agent} if self.user_agent else headers
 
 
 async def post_explanation(kube: Kube, involved: Mapping, event: EventText, action: str, time: str) -> None:

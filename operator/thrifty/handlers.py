@@ -12,8 +12,9 @@ Placement is not a step here: kube-scheduler's ``thrifty`` profile filters every
 **Sizing** (:meth:`Reconciler.reconcile`) is a per-RLWorkload kopf timer. The snapshot covers the
 whole cluster, so dependencies and capacity count; the core sizes every workload in one policy
 step, and the step acts on its own workload only. Acting on one workload per timer keeps a
-failing workload from stalling the others, and kopf pauses the timers by itself when peering
-finds a higher-priority replica. One lock serialises the steps (and the extender's writes to
+failing workload from stalling the others. Only the leader runs kopf (:mod:`thrifty.leadership`,
+``thrifty run``); a step also checks leadership before it starts and is cancelled if leadership
+is lost while it runs. One lock serialises the steps (and the extender's writes to
 ``status.lastDecisions``), so each acts on a snapshot nobody else is changing.
 
 Replica count. ``spec.replicas.desired`` (the scale subresource's field) is the count the
@@ -57,6 +58,7 @@ import numpy as np
 from thrifty.actions import ContainerResources, container_groups
 from thrifty.adapter import (
     EvictionBlocked,
+    Fenced,
     Kube,
     KubeError,
     MetricsSourceError,
@@ -75,6 +77,7 @@ from thrifty.core import (
 )
 from thrifty.energy import PowerModel
 from thrifty.history import UsageHistory
+from thrifty.leadership import LeaderElectionConfig, Leadership, NotLeader
 from thrifty.metrics import Metrics
 from thrifty.observe import (
     AUTO,
@@ -165,13 +168,9 @@ class OperatorConfig:
     """``heuristic``, a policy directory, or ``module:Class`` (see :mod:`thrifty.policy.loader`)."""
     policy_backend: str = "numpy"
     """Backend that serves a policy directory: ``numpy`` or ``rllib``."""
-    peering_name: str = "thrifty"
-    """Name of the kopf peering object shared by the operator's replicas."""
-    standalone: bool = False
-    """Run without peering (one replica only, or a development run)."""
-    priority: int | None = None
-    """Peering priority; None: the start time in milliseconds, so the newest replica takes over
-    and a replica restarted after a kill -9 does not wait for its dead predecessor to expire."""
+    leader_election: LeaderElectionConfig | None = None
+    """The Lease the replicas compete for and the election's timings; None: no election, this
+    replica always leads (``--standalone``: one replica only, or a development run)."""
     history_window_samples: int = 60
     """Usage samples kept per container (one per reconcile interval)."""
     last_decisions_limit: int = 10
@@ -397,8 +396,11 @@ class Reconciler:
     """The operator's state and its two steps; see the module docstring."""
 
     def __init__(self, *, config: OperatorConfig, kube: Kube, prometheus: Prometheus | None, metrics: Metrics,
-                 policy: Policy, policy_error: str | None, clock: Callable[[], float] = time.time) -> None:
+                 policy: Policy, policy_error: str | None, clock: Callable[[], float] = time.time,
+                 leadership: Leadership | None = None) -> None:
         self.config = config
+        self.leadership = leadership or Leadership.always()
+        """Steps run only while this replica leads, and are cancelled when it stops leading."""
         self.kube = kube
         self.prometheus = prometheus
         self.metrics = metrics
@@ -465,7 +467,7 @@ class Reconciler:
 
     def _account_energy(self, snapshot: ClusterSnapshot) -> None:
         """Node and cluster power now, and their energy since the last observation. A gap longer
-        than two intervals (paused by peering, API down) is counted as two: what was not
+        than two intervals (a standby that just took over, API down) is counted as two: what was not
         observed is not made up."""
         now = snapshot.time_seconds
         elapsed = 0.0 if self._energy_time is None else min(max(now - self._energy_time, 0.0),
@@ -540,25 +542,31 @@ class Reconciler:
     async def reconcile(self, namespace: str, name: str, stopped: object = False) -> None:
         """One sizing step of the workload ``namespace/name`` (its kopf timer).
 
-        ``stopped`` turns truthy when kopf stops the timer (shutdown, peering pause, deletion): a
+        ``stopped`` turns truthy when kopf stops the timer (shutdown, lost leadership, deletion): a
         step that was waiting for the lock then gives up instead of running late.
         """
         key = f"{namespace}/{name}"
         async with self.lock:
-            if stopped:
+            if stopped or not self.leadership.is_leader():
                 return
             async with self._step("sizing"):
                 try:
-                    obs = await self._observe(latency_of=key)
-                    workload = obs.workload(key)
-                    if workload is None:
-                        return
-                    await self._size(obs, workload)
+                    # Cancelled at once if leadership is lost mid-step; the new leader repeats
+                    # the step from what the API says then, as after a kill -9.
+                    await self.leadership.fenced(self._sizing_step(key))
+                except (NotLeader, Fenced) as error:
+                    logger.info("sizing step of %s stopped: %s", key, error)
                 except KubeError as error:
                     # The API answered badly (or not at all): the next interval repeats the step
                     # from what the API says then, which is safe after any partial step.
                     self.metrics.count_reconcile_error("sizing")
                     logger.warning("sizing step of %s stopped, repeated next interval: %s", key, error)
+
+    async def _sizing_step(self, key: str) -> None:
+        obs = await self._observe(latency_of=key)
+        workload = obs.workload(key)
+        if workload is not None:
+            await self._size(obs, workload)
 
     async def _size(self, obs: Observation, workload: WorkloadSpec) -> None:
         self._seed_ledger(workload)

@@ -44,6 +44,9 @@ RECONCILE_KINDS = ("placement", "sizing")
 API_OUTCOMES = ("success", "client-error", "server-error", "no-response")
 """Of one Kubernetes API call: a 2xx, 4xx or 5xx answer, or none (connection failed, timeout)."""
 WORKLOAD_LABELS = ("namespace", "rlworkload")
+LEADER_TRANSITIONS = ("acquired", "lost", "released")
+"""This replica's leadership changes: became the leader, lost it (renew deadline, taken over),
+gave it up on shutdown."""
 
 DECISION_BUCKETS_SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 """The pure core's time for one step: sub-millisecond for a few pods, up to seconds at scale."""
@@ -158,6 +161,17 @@ class Metrics:
         self.watch_events = Counter("thrifty_watch_events_total",
                                     "Watch events the operator's informer received, by kind (nodes, pods, "
                                     "rlworkloads); kopf's own watch of RLWorkloads aside.", ["kind"], registry=r)
+        self.leader = Gauge("thrifty_leader",
+                            "1 while this replica holds the leader Lease and may write, else 0 (standby).",
+                            registry=r)
+        self.leader_transitions = Counter("thrifty_leader_transitions_total",
+                                          "Changes of this replica's leadership, by outcome (acquired, lost, "
+                                          "released).", ["outcome"], registry=r)
+        self.fenced_writes = Counter("thrifty_fenced_writes_total",
+                                     "Writes refused before they were sent because this replica was not the "
+                                     "leader, by resource.", ["resource"], registry=r)
+        for outcome in LEADER_TRANSITIONS:
+            self.leader_transitions.labels(outcome)
         # Zero-valued series exist from the start, so rate() and alerts see them before the first event.
         for kind in DECISION_KINDS:
             for outcome in OUTCOMES:
@@ -195,6 +209,18 @@ class Metrics:
         outcome = ("no-response" if status == 0 else "success" if 200 <= status < 300
                    else "client-error" if status < 500 else "server-error")
         self.api_requests.labels(verb, resource, outcome).inc()
+
+    def watch_leadership(self, is_leader: Callable[[], bool]) -> None:
+        """``thrifty_leader`` is read from ``is_leader`` at each scrape (the fence's own answer,
+        so a lapsed renew shows as 0 at once)."""
+        self.leader.set_function(lambda: 1.0 if is_leader() else 0.0)
+
+    def count_leader_transition(self, outcome: str) -> None:
+        """``outcome``: one of :data:`LEADER_TRANSITIONS`."""
+        self.leader_transitions.labels(outcome).inc()
+
+    def count_fenced_write(self, resource: str) -> None:
+        self.fenced_writes.labels(resource).inc()
 
     def set_source(self, source: str, *, up: bool) -> None:
         self.source_up.labels(source).set(1.0 if up else 0.0)

@@ -19,7 +19,7 @@ import pytest
 from tests.cluster.test_install import (
     FAST,
     InstalledOperator,
-    assert_peering_and_health,
+    assert_lease_and_health,
     does_its_whole_job,
     identity,
     service_account_kubeconfig,
@@ -32,7 +32,7 @@ CHART = REPO / "charts" / "thrifty"
 RELEASE = "thrifty"
 NAMESPACE = "thrifty-chart"
 """Not manifests/' thrifty-system, so that nothing of test_install.py's install can stand in."""
-CRDS = ("rlworkloads.thrifty.dev", "kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev")
+CRDS = ("rlworkloads.thrifty.dev",)
 
 
 def helm(cluster: Cluster, *args: str) -> subprocess.CompletedProcess:
@@ -110,9 +110,7 @@ def test_operator_does_its_whole_job_with_the_chart_permissions(release: Release
                                           namespace=NAMESPACE)
     try:
         does_its_whole_job(operator, workloads)
-        peering = ["kopfpeering", "thrifty", "-n", release.watched] if release.watched else ["clusterkopfpeering",
-                                                                                             "thrifty"]
-        assert_peering_and_health(operator, peering)
+        assert_lease_and_health(operator, NAMESPACE, RELEASE)
     finally:
         # The RLWorkload carries kopf's finalizer: the operator, still running, releases it.
         cluster.kubectl("delete", "rlw", "--all", "-n", workloads, "--wait", "--timeout=60s", check=False)

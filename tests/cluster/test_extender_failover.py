@@ -57,7 +57,7 @@ def test_pods_are_placed_while_the_operator_is_down_and_thrifty_decides_after_re
             wait_for(f"down-{i} bound by the framework alone",
                      lambda i=i: k.get("pod", f"down-{i}")["spec"].get("nodeName"))
             assert not thrifty_decided(k, f"down-{i}")
-        operator.start()
+        operator.start()  # and holds the leader Lease, once the killed one's has expired
         k.apply(pod("after"))
         wait_for("Thrifty's policy to place 'after' again", lambda: thrifty_decided(k, "after"),
                  diagnose=operator.log_tail)

@@ -74,12 +74,12 @@ GRANTED = {
     "pods.metrics.k8s.io": {"list"},
     "events": {"create", "patch", "update"},
     "events.events.k8s.io": {"create", "patch", "update"},
-    "clusterkopfpeerings.kopf.dev": {"create", "list", "watch", "patch"},
     "customresourcedefinitions.apiextensions.k8s.io": {"list", "watch"},
 }
 """Everything the ServiceAccount may do beyond what any authenticated identity may: the operator
 container's (manifests/rbac.yaml) and its kube-scheduler container's (manifests/scheduler-rbac.yaml;
-the Lease Role is namespaced, so ``can-i --list`` cluster-wide does not show it)."""
+the Lease Roles, the operator's and the scheduler's, are namespaced, so ``can-i --list``
+cluster-wide does not show them)."""
 
 DENIED = [
     ("get", "secrets"), ("list", "secrets"), ("get", "configmaps"), ("list", "configmaps"),
@@ -193,7 +193,9 @@ class InstalledOperator(Operator):
             str(bin_dir / "thrifty"), "run", *deployment_args(cluster, namespace), "--kubeconfig", str(kubeconfig),
             f"--metrics-port={self.metrics_port}", "--metrics-address=127.0.0.1",
             f"--extender-port={self.extender_port}",
-            f"--liveness=http://127.0.0.1:{self.health_port}/healthz", *extra_args,
+            f"--liveness=http://127.0.0.1:{self.health_port}/healthz",
+            # In a pod, the leader Lease's namespace is read from the ServiceAccount's mount.
+            f"--leader-election-namespace={namespace}", *extra_args,
         ]
 
     def healthz(self) -> int:
@@ -271,7 +273,7 @@ def test_service_account_is_denied(installed: Cluster, verb: str, resource: str)
 
 def test_operator_does_its_whole_job_as_its_service_account(operator: InstalledOperator) -> None:
     """Place (binding), resize in place, scale out and in (create, delete), write status, post
-    Events, keep its peering alive and read metrics-server: all without a single denial."""
+    Events, hold its leader Lease and read metrics-server: all without a single denial."""
     cluster = operator.cluster
     namespace = create_namespace(cluster, "thrifty-install")
     try:
@@ -279,7 +281,7 @@ def test_operator_does_its_whole_job_as_its_service_account(operator: InstalledO
     finally:
         # The RLWorkload carries kopf's finalizer: the operator, still running, releases it.
         cluster.kubectl("delete", "namespace", namespace, "--wait", "--timeout=60s", check=False)
-    assert_peering_and_health(operator, ["clusterkopfpeering", "thrifty"])
+    assert_lease_and_health(operator, NAMESPACE, "thrifty")
 
 
 def does_its_whole_job(operator: InstalledOperator, namespace: str) -> None:
@@ -317,14 +319,15 @@ def does_its_whole_job(operator: InstalledOperator, namespace: str) -> None:
                for e in k.items("events") if e["involvedObject"]["kind"] == "Pod"), "no Scheduled Event on a pod"
 
 
-def assert_peering_and_health(operator: InstalledOperator, peering: list[str]) -> None:
-    """It read metrics-server, kept the peering object ``peering`` (kubectl get args) alive,
+def assert_lease_and_health(operator: InstalledOperator, namespace: str, lease: str) -> None:
+    """It read metrics-server, holds the leader Lease ``lease`` in ``namespace`` (its Role's),
     answers /healthz, and was never denied anything."""
     cluster = operator.cluster
     assert operator.sample("thrifty_metrics_source_up", source="metrics-api") == 1.0, (
         "the ServiceAccount cannot read metrics.k8s.io: " + operator.log_tail())
-    keepalive = json.loads(cluster.kubectl("get", *peering, "-o", "json").stdout)
-    assert keepalive.get("status"), f"no keep-alive in {' '.join(peering)}: peering is not running"
+    held = json.loads(cluster.kubectl("get", "lease", lease, "-n", namespace, "-o", "json").stdout)
+    assert held["spec"].get("holderIdentity"), f"nobody holds Lease {namespace}/{lease}"
+    assert operator.leads(), "the operator does not lead: " + operator.log_tail()
     assert operator.healthz() == 200
     assert not operator.denials(), "the API server denied the ServiceAccount:\n" + "\n".join(operator.denials())
 

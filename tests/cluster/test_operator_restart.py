@@ -1,5 +1,5 @@
 """The operator process itself: kill -9 mid-scale-out and restart, a policy that cannot load,
-and two replicas at once (kopf peering: only one acts).
+and two replicas at once (the leader Lease: only one acts).
 
 Each test starts its own ``thrifty run`` processes in this module's namespace, one test after
 the other, so no two tests' operators overlap.
@@ -128,20 +128,17 @@ def test_policy_that_cannot_load_falls_back_to_the_heuristic(cluster: Cluster, n
     wait_for("both pods bound", lambda: all(p["spec"].get("nodeName") for p in _owned(k, "unloaded")))
 
 
-def test_two_replicas_only_one_acts(cluster: Cluster, namespace: str, k: Kubectl, log: Path,
-                                    operators: list[Operator]) -> None:
-    """kopf peering: the newer replica has the higher priority; the older one pauses, and the
-    workload grows to exactly its maximum."""
+def test_two_replicas_the_first_keeps_leading_and_the_second_stands_by(
+        cluster: Cluster, namespace: str, k: Kubectl, log: Path, operators: list[Operator]) -> None:
+    """The leader Lease prefers its holder: a replica started later stands by (its watches
+    running, no step, no write) and the workload grows to exactly its maximum."""
     older = Operator(cluster, namespace=namespace, log_path=log, extra_args=FAST)
     operators.append(older)
     older.start()
     newer = Operator(cluster, namespace=namespace, log_path=log.with_name("newer.log"), extra_args=FAST)
     operators.append(newer)
-    newer.start()
-    wait_for("the older replica to pause", lambda: "Pausing operations in favour of" in log.read_text(),
-             diagnose=older.log_tail)
+    newer.start(leader=False)
     steps = "thrifty_step_duration_seconds", "thrifty_step_duration_seconds_count"
-    before = older.sample(*steps, step="sizing")  # it ran the workloads of the tests before, until paused
     k.apply(rlworkload("grow-peer", replicas={"min": 1, "max": 6}))
 
     def at_max() -> bool:
@@ -149,6 +146,10 @@ def test_two_replicas_only_one_acts(cluster: Cluster, namespace: str, k: Kubectl
         assert len(pods) <= 6, f"{len(pods)} pods: above replicas.max 6"
         return len(pods) == 6 and all(p["spec"].get("nodeName") for p in pods)
 
-    wait_for("grow-peer to reach 6 bound pods", at_max, diagnose=newer.log_tail)
-    assert older.sample(*steps, step="sizing") == before, "the paused replica ran sizing steps"
-    assert (newer.sample(*steps, step="sizing") or 0) > 0
+    wait_for("grow-peer to reach 6 bound pods", at_max, diagnose=older.log_tail)
+    assert older.leads() and not newer.leads()
+    # A step never run leaves no sample: the standby has none with a count above 0.
+    ran = [x for x in newer.scrape()["thrifty_step_duration_seconds"].samples if x.name == steps[1] and x.value > 0]
+    assert not ran, f"the standby ran steps: {ran}"
+    assert (older.sample(*steps, step="sizing") or 0) > 0
+    assert newer.sample("thrifty_leader_transitions", "thrifty_leader_transitions_total", outcome="acquired") == 0

@@ -1,7 +1,7 @@
 """Run ``thrifty run`` as a real subprocess against the test cluster, and read what it does.
 
 The operator is exercised exactly as a user runs it (the console script, flags, SIGTERM and
-SIGKILL), so the cluster tests cover the CLI, kopf's peering and the restart behaviour too.
+SIGKILL), so the cluster tests cover the CLI, leader election and the restart behaviour too.
 """
 
 from __future__ import annotations
@@ -88,12 +88,24 @@ class Operator:
         self.env = {**os.environ, "PYTHONPATH": pythonpath}
         """The process's environment: the test policies live in the checkout, not in the package."""
 
-    def start(self) -> Operator:
+    def start(self, leader: bool = True) -> Operator:
+        """Start and wait until ready; ``leader``: and until it holds the leader Lease (a
+        predecessor killed with -9 holds it up to --lease-duration-seconds longer)."""
+        return self.launch().wait_ready(leader=leader)
+
+    def launch(self) -> Operator:
+        """Start the process without waiting for it (:meth:`wait_ready` waits)."""
         env = self.env
         with self.log_path.open("a") as log:
             log.write(f"\n===== {' '.join(self.args)}\n")
             log.flush()
             self.process = subprocess.Popen(self.args, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def wait_ready(self, leader: bool = True) -> Operator:
+        """/metrics answers, the extender's view has listed the cluster (a standby's too), a
+        kube-scheduler of Thrifty's profile holds its Lease, and (``leader``) this replica holds
+        the leader Lease."""
         wait_for("the operator to serve /metrics", lambda: self._alive() and self.scrape(), timeout=60,
                  diagnose=self.log_tail)
         wait_for("the extender's view to list the cluster", lambda: self._alive() and self.extender_ready(),
@@ -101,7 +113,14 @@ class Operator:
         if "--no-kube-scheduler" not in self.args:
             wait_for("a kube-scheduler of Thrifty's profile to hold its Lease", self.scheduler_leads,
                      timeout=60, diagnose=self.log_tail)
+        if leader and "--standalone" not in self.args:
+            wait_for("the operator to hold the leader Lease", lambda: self._alive() and self.leads(),
+                     timeout=60, diagnose=self.log_tail)
         return self
+
+    def leads(self) -> bool:
+        """``thrifty_leader`` is 1: this replica holds the leader Lease."""
+        return self.sample("thrifty_leader") == 1.0
 
     def scheduler_leads(self) -> bool:
         """The profile's Lease has a holder (this operator's child, or one that outlived a kill)."""
@@ -240,9 +259,9 @@ def delete_namespace(cluster: Cluster, name: str) -> None:
 
 
 def install_crds(cluster: Cluster) -> None:
-    """The RLWorkload and kopf peering CRDs, Established."""
+    """The RLWorkload CRD, Established."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    for crd in ("rlworkloads.thrifty.dev", "kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"):
+    for crd in ("rlworkloads.thrifty.dev",):
         cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
 
 

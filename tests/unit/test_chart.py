@@ -27,7 +27,6 @@ NAMESPACE = "thrifty-system"
 """Release name and namespace that give the objects the names and namespace of manifests/."""
 
 COPIES = {
-    CHART / "crds" / "kopf-peering.yaml": REPO / "crds" / "kopf-peering.yaml",
     CHART / "crds" / "thrifty.dev_rlworkloads.yaml": REPO / "crds" / "thrifty.dev_rlworkloads.yaml",
     CHART / "files" / "thrifty.json": REPO / "manifests" / "grafana" / "thrifty.json",
     CHART / "files" / "prometheusrule.yaml": REPO / "manifests" / "monitoring" / "prometheusrule.yaml",
@@ -159,7 +158,7 @@ def test_monitoring_renders_the_kustomize_monitoring(helm: str, bin_dir: str, tm
 
 def test_crds_come_from_the_chart_crds_directory(helm: str, tmp_path: Path) -> None:
     crds = {name for kind, name in render(helm, tmp_path, crds=True) if kind == "CustomResourceDefinition"}
-    assert crds == {"rlworkloads.thrifty.dev", "kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"}
+    assert crds == {"rlworkloads.thrifty.dev"}
 
 
 def test_values_set_image_args_replicas_and_resources(helm: str, tmp_path: Path) -> None:
@@ -215,7 +214,7 @@ def test_watching_one_namespace_confines_the_writes_to_it(helm: str, tmp_path: P
     """Of the operator's RBAC: every write and every read of RLWorkloads in a Role of the watched
     namespace; cluster-wide only the reads the operator makes whatever it watches (the extender's
     view of pods and nodes), and kopf's of the namespaces; together the permissions of watching
-    everything, with the namespace's KopfPeerings for the cluster's."""
+    everything."""
     everything = _grants(render(helm, tmp_path)[("ClusterRole", RELEASE)]["rules"])
     objects = render(helm, tmp_path, {"watchNamespace": "apps"})
     cluster_wide = _grants(objects[("ClusterRole", RELEASE)]["rules"])
@@ -231,10 +230,26 @@ def test_watching_one_namespace_confines_the_writes_to_it(helm: str, tmp_path: P
                                          ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
                                          ("apiextensions.k8s.io", "customresourcedefinitions", "watch")}
     in_namespace = _grants(role["rules"])
-    peering = {verb: ("kopf.dev", "clusterkopfpeerings", verb) for verb in ("create", "list", "watch", "patch")}
-    assert cluster_wide | in_namespace == (everything - set(peering.values())) | namespaces | {
-        ("kopf.dev", "kopfpeerings", verb) for verb in peering}
+    assert cluster_wide | in_namespace == everything | namespaces
     assert not {verb for _, _, verb in cluster_wide} & WRITES
+
+
+@pytest.mark.parametrize("values", [{}, {"watchNamespace": "apps"}])
+def test_the_leader_lease_is_the_only_one_the_operator_may_write(helm: str, tmp_path: Path, values: dict) -> None:
+    """The Role of the leader election: in the release's namespace, the Lease that
+    ``--leader-election-lease`` names (create, then get and update of that name only), whatever
+    namespace is watched."""
+    objects = render(helm, tmp_path, values, release="thrifty-ops")
+    role, binding = objects[("Role", "thrifty-ops-leader")], objects[("RoleBinding", "thrifty-ops-leader")]
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == NAMESPACE
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["thrifty-ops"],
+         "verbs": ["get", "update"]}]
+    assert binding["roleRef"]["name"] == "thrifty-ops-leader"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "thrifty-ops", "namespace": NAMESPACE}]
+    args = objects[("Deployment", "thrifty-ops")]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--leader-election-lease=thrifty-ops" in args
 
 
 SCHEDULER_RBAC = ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")

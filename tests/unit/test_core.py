@@ -404,7 +404,10 @@ def test_initial_sizes_move_the_template_into_the_bounds() -> None:
     (["--scale-in-cooldown-seconds", "-1"], "--scale-in-cooldown-seconds: must be a number >= 0"),
     (["--last-decisions", "21"], "--last-decisions: must be from 1 to 20"),
     (["--history-window-samples", "0"], "--history-window-samples: must be >= 1"),
-    (["--standalone", "--priority", "3"], "--priority: has no effect with --standalone"),
+    (["--renew-deadline-seconds", "10"], "--renew-deadline-seconds: must be shorter than --lease-duration-seconds"),
+    (["--retry-period-seconds", "6"], "--retry-period-seconds: must be shorter than --renew-deadline-seconds / 1.2"),
+    (["--lease-duration-seconds", "2.5"], "--lease-duration-seconds: must be an integer"),
+    (["--lease-duration-seconds", "0"], "--lease-duration-seconds: must be a whole number >= 1"),
     (["--policy-backend", "torch"], "--policy-backend: invalid choice"),
 ])
 def test_run_flags_are_checked_before_anything_runs(flags: list[str], message: str,

@@ -1,23 +1,34 @@
 """``thrifty run``: the operator.
 
-Loads the policy (falling back to the heuristic, loudly, if it cannot), serves ``/metrics``,
-makes sure the peering object exists, and runs kopf with the handlers of :mod:`thrifty.handlers`
-until SIGINT or SIGTERM.
+Loads the policy (falling back to the heuristic, loudly, if it cannot), serves ``/metrics``, the
+liveness endpoint and the extender, keeps the watch-fed view, and competes for the leader Lease
+(:mod:`thrifty.leadership`). Every replica keeps its watches running (a warm standby); only the
+leader runs kopf with the handlers of :mod:`thrifty.handlers`, binds and writes. On SIGINT or
+SIGTERM the leader releases the Lease so that a standby takes over at once. A leader that loses
+the Lease (it could not renew it in time, or another took it) cancels its work in flight and
+exits with status 1, as kube-scheduler does, to come back as a standby.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import signal
+import socket
 import time
+import uuid
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from thrifty.commands import flags, run_placement
 from thrifty.safety import SafetyConfig
 
 if TYPE_CHECKING:
     from thrifty.handlers import OperatorConfig
+    from thrifty.leadership import LeaderElector, Leadership
 
 logger = logging.getLogger("thrifty")
 
@@ -26,6 +37,12 @@ ENVIRONMENT_PREFIX = "THRIFTY_"
 """``thrifty run --some-flag`` can also be set by ``THRIFTY_SOME_FLAG`` (see :mod:`thrifty.commands.flags`)."""
 LOG_FORMATS = ("text", "json")
 TEXT_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+"""The pod's own namespace, in a cluster: where the leader Lease lives by default."""
+LOST_LEADERSHIP_EXIT = 1
+"""Exit status of a replica that lost leadership (its container restarts as a standby)."""
+KOPF_STOP_SECONDS = 10.0
+"""Longest wait for kopf to stop after leadership is lost (its handlers are cancelled already)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,7 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--liveness", metavar="URL",
                         type=flags.url("--liveness", lambda u: u.scheme == "http" and bool(u.hostname and u.port),
                                        "an http://HOST:PORT/PATH URL"),
-                        help="serve kopf's health endpoint, e.g. http://0.0.0.0:8080/healthz (default: none)")
+                        help="serve the liveness endpoint (every replica, standby too), e.g. "
+                             "http://0.0.0.0:8080/healthz "
+                             "(default: none)")
     parser.add_argument("--prometheus-url", metavar="URL",
                         type=flags.url("--prometheus-url", lambda u: u.scheme in ("http", "https") and bool(u.netloc),
                                        "an http:// or https:// URL"),
@@ -64,12 +83,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="'heuristic' (default), a trained policy directory (policies/<name>/), or module:Class")
     parser.add_argument("--policy-backend", default="numpy", choices=("numpy", "rllib"),
                         help="how a policy directory is served (default: %(default)s)")
-    parser.add_argument("--peering", default="thrifty", metavar="NAME",
-                        help="kopf peering object shared by the operator's replicas; only one acts "
-                             "(default: %(default)s)")
-    parser.add_argument("--standalone", action="store_true", help="run without peering (a single replica)")
-    parser.add_argument("--priority", type=int,
-                        help="peering priority (default: start time in ms, so the newest replica acts)")
+    parser.add_argument("--standalone", action="store_true",
+                        help="run without leader election: this replica always leads (a single replica)")
+    election = parser.add_argument_group("leader election (a coordination.k8s.io Lease)")
+    election.add_argument("--leader-election-lease", default="thrifty", metavar="NAME",
+                          help="Lease the replicas compete for; only its holder writes (default: %(default)s)")
+    election.add_argument("--leader-election-namespace", metavar="NS",
+                          help="namespace of that Lease (default: the pod's own in a cluster, else --namespace, "
+                               "else default)")
+    election.add_argument("--leader-election-identity", metavar="ID",
+                          help="this replica's holder identity, unique per process (default: host name and a "
+                               "random suffix)")
+    election.add_argument("--lease-duration-seconds", default=10,
+                          type=flags.number("--lease-duration-seconds", int, lambda v: v >= 1, "a whole number >= 1"),
+                          help="how long a standby waits after the Lease last changed before taking it over "
+                               "(default: %(default)s)")
+    election.add_argument("--renew-deadline-seconds", type=flags.positive_float("--renew-deadline-seconds"),
+                          default=7.0,
+                          help="how long the leader keeps acting without a successful renew, then steps down; "
+                               "shorter than --lease-duration-seconds (default: %(default)s)")
+    election.add_argument("--retry-period-seconds", type=flags.positive_float("--retry-period-seconds"),
+                          default=2.0,
+                          help="seconds between two renews, and between two tries of a standby "
+                               "(default: %(default)s)")
     parser.add_argument("--max-replica-step", type=flags.positive_int("--max-replica-step"),
                         default=defaults.max_replica_step,
                         help="most replicas added or removed in one step (default: %(default)s)")
@@ -101,9 +137,26 @@ def _config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Operat
     """The :class:`OperatorConfig`; each flag's type checked its value, only the combinations
     are checked here (an invalid one exits with a message naming the flag)."""
     from thrifty.handlers import OperatorConfig
+    from thrifty.leadership import LeaderElectionConfig
 
-    if args.standalone and args.priority is not None:
-        parser.error("--priority: has no effect with --standalone")
+    election = None
+    if not args.standalone:
+        # client-go's rules: the leader steps down before a standby may take over, and has time
+        # for at least one retry (with jitter) before its deadline.
+        jitter = LeaderElectionConfig.jitter_factor
+        if not args.renew_deadline_seconds < args.lease_duration_seconds:
+            parser.error(f"--renew-deadline-seconds: must be shorter than --lease-duration-seconds "
+                         f"({args.lease_duration_seconds}), got {args.renew_deadline_seconds:g}")
+        if not jitter * args.retry_period_seconds < args.renew_deadline_seconds:
+            parser.error(f"--retry-period-seconds: must be shorter than --renew-deadline-seconds / {jitter:g} "
+                         f"({args.renew_deadline_seconds / jitter:g}), got {args.retry_period_seconds:g}")
+        election = LeaderElectionConfig(
+            lease_name=args.leader_election_lease,
+            lease_namespace=args.leader_election_namespace or _own_namespace() or args.namespace or "default",
+            identity=args.leader_election_identity or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}",
+            lease_duration_seconds=args.lease_duration_seconds,
+            renew_deadline_seconds=args.renew_deadline_seconds,
+            retry_period_seconds=args.retry_period_seconds)
     safety = SafetyConfig(
         max_replica_step=args.max_replica_step,
         scale_out_cooldown_seconds=args.scale_out_cooldown_seconds,
@@ -121,21 +174,61 @@ def _config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Operat
         prometheus_timeout_seconds=args.prometheus_timeout_seconds,
         policy_spec=args.policy,
         policy_backend=args.policy_backend,
-        peering_name=args.peering,
-        standalone=args.standalone,
-        priority=args.priority,
+        leader_election=election,
         history_window_samples=args.history_window_samples,
         last_decisions_limit=args.last_decisions,
         safety=safety,
     )
 
 
+def _own_namespace() -> str | None:
+    """The pod's namespace, when running in a cluster."""
+    try:
+        with open(SERVICE_ACCOUNT_NAMESPACE) as file:
+            return file.read().strip() or None
+    except OSError:
+        return None
+
+
+def user_agent(identity: str) -> str:
+    """``thrifty/<version> (<identity>)``: each replica's requests told apart in the audit log."""
+    from thrifty import __version__
+
+    return f"thrifty/{__version__} ({identity})"
+
+
+@contextlib.asynccontextmanager
+async def _liveness(url: str | None, leadership: Leadership) -> AsyncIterator[None]:
+    """The liveness endpoint, served by every replica, standby included (kopf's own would run
+    only on the leader): 200 while the event loop answers, with the replica's role."""
+    if url is None:
+        yield
+        return
+    from aiohttp import web
+
+    parts = urlsplit(url)
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="leader" if leadership.is_leader() else "standby")
+
+    app = web.Application()
+    app.add_routes([web.get(parts.path or "/", healthz)])
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, parts.hostname, parts.port).start()
+    try:
+        yield
+    finally:
+        await runner.cleanup()
+
+
 async def _operate(config: OperatorConfig, placement: run_placement.PlacementSetup) -> int:
     import kopf
 
-    from thrifty.adapter import Kube, KubeError, Prometheus
+    from thrifty.adapter import Kube, Prometheus
     from thrifty.handlers import Reconciler
     from thrifty.handlers import register as register_handlers
+    from thrifty.leadership import Leadership
     from thrifty.metrics import Metrics
     from thrifty.policy.base import PolicyError
     from thrifty.policy.heuristic import HeuristicPolicy
@@ -156,17 +249,16 @@ async def _operate(config: OperatorConfig, placement: run_placement.PlacementSet
     except OSError as error:
         logger.error("--metrics-port %d: cannot listen on %s: %s", config.metrics_port, config.metrics_address, error)
         return 2
-    kube = await Kube.connect(config.kubeconfig_path, config.namespace, metrics)
+    election = config.leader_election
+    identity = election.identity if election is not None else socket.gethostname()
+    kube = await Kube.connect(config.kubeconfig_path, config.namespace, metrics, user_agent=user_agent(identity))
+    leadership = Leadership.always() if election is None else Leadership(clock=time.monotonic)
+    kube.fence = leadership.is_leader  # no write of Thrifty's leaves a replica that does not lead
+    metrics.watch_leadership(leadership.is_leader)
     prometheus = Prometheus(config.prometheus_url, config.prometheus_timeout_seconds) if config.prometheus_url else None
     try:
-        if not config.standalone:
-            try:
-                await kube.ensure_peering(config.peering_name)
-            except KubeError as error:
-                logger.error("--peering %s: %s", config.peering_name, error)
-                return 2
         reconciler = Reconciler(config=config, kube=kube, prometheus=prometheus, metrics=metrics,
-                                policy=policy, policy_error=policy_error)
+                                policy=policy, policy_error=policy_error, leadership=leadership)
         registry = kopf.OperatorRegistry()
         register_handlers(registry, reconciler)
         settings = kopf.OperatorSettings()
@@ -175,20 +267,81 @@ async def _operate(config: OperatorConfig, placement: run_placement.PlacementSet
         settings.persistence.finalizer = "thrifty.dev/operator"
         # On shutdown, give a step in flight the time to finish rather than orphaning it.
         settings.background.instant_exit_timeout = 5.0
-        settings.peering.name = config.peering_name
-        settings.peering.standalone = config.standalone
-        settings.peering.mandatory = not config.standalone
-        settings.peering.clusterwide = config.namespace is None
-        settings.peering.priority = config.priority if config.priority is not None else int(time.time() * 1000)
-        async with run_placement.placement(placement, kube, reconciler, config.namespace):
-            await kopf.operator(registry=registry, settings=settings, clusterwide=config.namespace is None,
-                                namespaces=[config.namespace] if config.namespace else (),
-                                standalone=config.standalone, liveness_endpoint=config.liveness_endpoint)
+        # kopf's peering is off: the Lease decides who acts, and kopf runs on the leader only.
+        settings.peering.standalone = True
+        settings.peering.mandatory = False
+        stop = asyncio.Event()
+
+        def run_kopf() -> Any:
+            return kopf.operator(registry=registry, settings=settings, clusterwide=config.namespace is None,
+                                 namespaces=[config.namespace] if config.namespace else (), standalone=True,
+                                 stop_flag=stop)
+
+        async with run_placement.placement(placement, kube, reconciler, config.namespace, leadership), \
+                _liveness(config.liveness_endpoint, leadership):
+            if election is None:
+                await run_kopf()
+                return 0
+            from thrifty.leadership import LeaderElector
+
+            elector = LeaderElector(election, kube, leadership, on_transition=metrics.count_leader_transition)
+
+            @kopf.on.cleanup(registry=registry)  # type: ignore[arg-type]
+            async def release_lease(**_: object) -> None:
+                # kopf runs its cleanup handlers once its other tasks (watches, timers) have
+                # ended, so no write of kopf's follows: hand the Lease over now, not after kopf's
+                # last wait for stray tasks (5 s).
+                await elector.release()
+
+            return await _lead(elector, leadership, run_kopf, stop)
     finally:
         if prometheus is not None:
             await prometheus.close()
         await kube.close()
-    return 0
+
+
+async def _lead(elector: LeaderElector, leadership: Leadership, run_kopf: Any, stop: asyncio.Event) -> int:
+    """Stand by until this replica holds the Lease, then run kopf while it leads.
+
+    Returns 0 after SIGINT/SIGTERM (the Lease released), :data:`LOST_LEADERSHIP_EXIT` after
+    leadership was lost. kopf installs its own SIGINT/SIGTERM handlers while it runs.
+    """
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    electing = asyncio.create_task(elector.run(), name="leader election")
+    stopping = asyncio.create_task(stop.wait(), name="stop")
+    acquired = asyncio.create_task(leadership.acquired.wait(), name="acquired")
+    operating: asyncio.Task | None = None
+    try:
+        await asyncio.wait({electing, stopping, acquired}, return_when=asyncio.FIRST_COMPLETED)
+        if electing.done() and not acquired.done():
+            electing.result()  # the loop failed before leading: a bug, raised
+        if stop.is_set():
+            return 0
+        # Leading. kopf's tasks are all created from here on; the watches, the extender and the
+        # election exist already, so stopping kopf leaves them alone.
+        operating = asyncio.create_task(run_kopf(), name="kopf")
+        await asyncio.wait({electing, operating}, return_when=asyncio.FIRST_COMPLETED)
+        if electing.done() and not elector.released:
+            # Lost: writes are refused and the steps in flight cancelled already; stop kopf.
+            leadership.end(lost=True)  # also when the loop failed (a bug), before its error is raised
+            stop.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(operating), timeout=KOPF_STOP_SECONDS)
+            electing.result()
+            return LOST_LEADERSHIP_EXIT
+        # kopf ended or is ending (a signal; its cleanup released the Lease): raise what it
+        # raised, if anything.
+        await operating
+        return 0
+    finally:
+        for task in (electing, stopping, acquired, operating):
+            if task is not None and not task.done():
+                task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await electing
+        await elector.release()
 
 
 def configure_logging(log_format: str, log_level: str) -> None:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from thrifty.adapter import Kube
     from thrifty.extender.server import ExtenderConfig
     from thrifty.handlers import Reconciler
+    from thrifty.leadership import Leadership
     from thrifty.schedulerconfig import SchedulerConfig
 
 logger = logging.getLogger("thrifty")
@@ -85,9 +86,11 @@ def setup(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Placemen
 
 
 @contextlib.asynccontextmanager
-async def placement(setup: PlacementSetup, kube: Kube, reconciler: Reconciler, namespace: str | None
-                    ) -> AsyncIterator[None]:
-    """The extender and its view while the operator runs, and the child kube-scheduler."""
+async def placement(setup: PlacementSetup, kube: Kube, reconciler: Reconciler, namespace: str | None,
+                    leadership: Leadership) -> AsyncIterator[None]:
+    """The extender and its view while the operator runs, and the child kube-scheduler. Every
+    replica runs them: a standby's view stays warm, and its extender scores but does not bind
+    (docs/placement.md)."""
     import time
 
     from thrifty.extender.server import Extender
@@ -101,7 +104,7 @@ async def placement(setup: PlacementSetup, kube: Kube, reconciler: Reconciler, n
                         count_event=lambda kind: reconciler.metrics.watch_events.labels(kind).inc())
     extender = Extender(config=setup.extender, kube=kube, view=view, history=reconciler.history,
                         policy=reconciler.policy, fallback=reconciler.fallback, metrics=reconciler.metrics,
-                        status_lock=reconciler.lock, synced=informer.synced)
+                        status_lock=reconciler.lock, synced=informer.synced, leadership=leadership)
     informer.on_bound = extender.bound
     await extender.start()
     watching = asyncio.create_task(informer.run())

@@ -42,6 +42,7 @@ from thrifty.core import PlacementDecision, bind_in_snapshot, choose_placement, 
 from thrifty.energy import PowerModel
 from thrifty.extender.scores import candidate_nodes, host_priorities, neutral_priorities
 from thrifty.history import UsageHistory
+from thrifty.leadership import Leadership, NotLeader
 from thrifty.metrics import Metrics
 from thrifty.observe import GROUP, RECOMMEND, SCHEDULER_NAME, VERSION, WorkloadSpec, object_key, parse_time
 from thrifty.policy.base import Policy
@@ -87,7 +88,7 @@ class ExtenderConfig:
     record_batch_limit: int = 500
     """Most binds explained in one batch (one Event and one status write per RLWorkload)."""
     pending_ttl_seconds: float = 300.0
-    """How long a prioritize answer is kept for the bind that should follow it."""
+    """How long a prioritize answer is kept for the binding that should follow it."""
     last_decisions_limit: int = 10
     """Entries kept in ``status.lastDecisions``."""
     sync_wait_seconds: float = 1.0
@@ -152,8 +153,12 @@ class Extender:
 
     def __init__(self, *, config: ExtenderConfig, kube: Kube, view: ClusterView, history: UsageHistory,
                  policy: Policy, fallback: Policy, metrics: Metrics, status_lock: asyncio.Lock,
-                 clock: Callable[[], float] = time.time, synced: asyncio.Event | None = None) -> None:
+                 clock: Callable[[], float] = time.time, synced: asyncio.Event | None = None,
+                 leadership: Leadership | None = None) -> None:
         self.config = config
+        self.leadership = leadership or Leadership.always()
+        """Only the leader records: a standby scores from its own view (kube-scheduler binds,
+        whichever replica's kube-scheduler leads), and drops what it would have written."""
         self.kube = kube
         self.view = view
         self.history = history
@@ -290,7 +295,10 @@ class Extender:
             while len(batch) < self.config.record_batch_limit and not self._records.empty():
                 batch.append(self._records.get_nowait())
             try:
-                await self._record(batch)
+                # The record is the leader's to write; a batch left when leadership is lost is dropped.
+                await self.leadership.fenced(self._record(batch))
+            except NotLeader as error:
+                logger.info("%d bindings not recorded: %s", len(batch), error)
             except Exception:  # recording must never stop the worker; the binds stand
                 logger.exception("could not record %d bindings", len(batch))
 
