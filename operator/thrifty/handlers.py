@@ -131,6 +131,7 @@ from thrifty.record import (
     sizing_held_event,
     slo_attainment,
     slo_condition,
+    status_needs_write,
     vertical_record,
     workload_status,
 )
@@ -175,6 +176,9 @@ class OperatorConfig:
     """Usage samples kept per container (one per reconcile interval)."""
     last_decisions_limit: int = 10
     """Entries kept in ``status.lastDecisions`` (at most 20)."""
+    status_refresh_seconds: float = 60.0
+    """Longest the status's measured figures (energy, reward, latency) go unwritten while nothing
+    else in the status changes; a change of anything else is written at the step that makes it."""
     slo_window_steps: int = 40
     """Recent sizing steps over which ``status.sloAttainment`` is computed."""
     safety: SafetyConfig = field(default_factory=SafetyConfig)
@@ -184,7 +188,7 @@ class OperatorConfig:
         def fail(name: str, problem: str) -> None:
             raise ValueError(f"OperatorConfig.{name}: {problem}")
 
-        for name in ("reconcile_interval_seconds", "prometheus_timeout_seconds"):
+        for name in ("reconcile_interval_seconds", "prometheus_timeout_seconds", "status_refresh_seconds"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 fail(name, f"must be finite and > 0, got {value!r}")
@@ -247,6 +251,8 @@ class _Memory:
     announced: set[str] = field(default_factory=set)
     """One-off warnings already posted (policy load failure, the current metrics outage)."""
     last_recommendation: object = None
+    last_status_write_seconds: float | None = None
+    """When this process last wrote the workload's status (the step's clock, Unix seconds)."""
 
 
 @dataclass
@@ -857,7 +863,11 @@ class Reconciler:
                                   slo_attainment=attainment)
         self.metrics.set_container_requests(workload.namespace, workload.name, {
             c.name: (c.current.cpu_request_millicores / 1000.0, c.current.memory_request_bytes) for c in containers})
-        await self.kube.patch_workload_status(workload.namespace, workload.name, status)
+        since = None if memory.last_status_write_seconds is None else now - memory.last_status_write_seconds
+        if status_needs_write(workload.status, status, seconds_since_write=since,
+                              refresh_seconds=self.config.status_refresh_seconds):
+            await self.kube.patch_workload_status(workload.namespace, workload.name, status)
+            memory.last_status_write_seconds = now
 
 
 def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:

@@ -335,6 +335,22 @@ def workload_status(
     }
 
 
+MEASURED_STATUS_FIELDS = frozenset({"energyWatts", "energyJoulesTotal", "reward", "latencyP95Milliseconds",
+                                    "sloAttainment"})
+"""Status figures that move a little at every step: on their own, not worth a write each time."""
+
+
+def status_needs_write(previous: Mapping, status: Mapping, *, seconds_since_write: float | None,
+                       refresh_seconds: float) -> bool:
+    """Whether the merge patch ``status`` is worth sending over the stored ``previous``: some
+    field other than the measured figures differs (None, which removes a field, equals absent),
+    or those figures were last written ``refresh_seconds`` ago or more (None: never by this
+    process). Each write is a watch event for every watcher of RLWorkloads, kopf's included."""
+    if seconds_since_write is None or seconds_since_write >= refresh_seconds:
+        return True
+    return any(previous.get(key) != value for key, value in status.items() if key not in MEASURED_STATUS_FIELDS)
+
+
 _REPLICAS_ACTION = re.compile(r"^replicas (\d+) -> (\d+)$")
 
 

@@ -79,7 +79,7 @@ def test_a_bad_variable_under_a_flag_on_the_command_line_is_no_error(monkeypatch
 def test_every_flag_of_run_has_its_variable_in_help(capsys: pytest.CaptureFixture[str]) -> None:
     parser = _run_parser()
     flags = [a for a in parser._actions if a.option_strings and not isinstance(a, argparse._HelpAction)]
-    assert len(flags) == 34
+    assert len(flags) == 35
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     shown = " ".join(capsys.readouterr().out.split())  # argparse wraps lines

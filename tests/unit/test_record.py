@@ -43,6 +43,7 @@ from thrifty.record import (
     sizing_held_event,
     slo_attainment,
     slo_condition,
+    status_needs_write,
     vertical_record,
     workload_status,
 )
@@ -129,6 +130,27 @@ def test_placements_of_one_batch_are_one_event(outcome: str, count: int, reason:
     assert (event.type, event.reason, event.message) == ("Normal", reason, message)
     many = [DecisionRecord(T, PLACEMENT, f"web-{i}", "bind to n0", "r", APPLIED) for i in range(500)]
     assert len(placements_event(many).message) == MAX_EVENT_MESSAGE
+
+
+_STORED = {"replicas": 3, "energyWatts": 41.2, "energyJoulesTotal": 900.0, "reward": -0.4,
+           "conditions": [{"type": "Ready", "status": "True"}], "lastDecisions": [{"action": "keep"}]}
+
+
+@pytest.mark.parametrize(("change", "since", "written"), [
+    ({}, 10.0, False),                                   # the same status: no write
+    ({"energyWatts": 44.0, "energyJoulesTotal": 1340.0, "reward": -0.5}, 10.0, False),  # figures only
+    ({"energyWatts": 44.0}, 60.0, True),                 # figures older than the refresh
+    ({}, None, True),                                    # never written by this process
+    ({"replicas": 4}, 10.0, True),
+    ({"conditions": [{"type": "Ready", "status": "False"}]}, 10.0, True),
+    ({"lastDecisions": [{"action": "replicas 3 -> 4"}, {"action": "keep"}]}, 10.0, True),
+    ({"sloAttainment": None}, 10.0, False),              # a figure removed: still a figure
+    ({"latencyP95Milliseconds": None, "selector": None}, 10.0, False),  # None equals absent
+    ({"selector": "thrifty.dev/workload=web"}, 10.0, True),  # a field the stored status lacks
+])
+def test_status_is_written_when_it_changes(change: dict, since: float | None, written: bool) -> None:
+    status = {**_STORED, **change}
+    assert status_needs_write(_STORED, status, seconds_since_write=since, refresh_seconds=60.0) is written
 
 
 def test_event_messages_are_bounded() -> None:

@@ -123,6 +123,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--last-decisions", type=flags.number("--last-decisions", int, lambda v: 1 <= v <= 20,
                                                               "from 1 to 20"), default=10,
                         help="entries kept in status.lastDecisions, 1 to 20 (default: %(default)s)")
+    parser.add_argument("--status-refresh-seconds", type=flags.number(
+                            "--status-refresh-seconds", float, lambda v: v > 0, "a number > 0"), default=60.0,
+                        help="longest an RLWorkload's measured status figures (energy, reward, latency) go "
+                             "unwritten while nothing else in its status changes (default: %(default)s)")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                         help="least severity logged (default: %(default)s)")
     parser.add_argument("--log-format", default="text", choices=LOG_FORMATS,
@@ -177,6 +181,7 @@ def _config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Operat
         leader_election=election,
         history_window_samples=args.history_window_samples,
         last_decisions_limit=args.last_decisions,
+        status_refresh_seconds=args.status_refresh_seconds,
         safety=safety,
     )
 
