@@ -24,6 +24,7 @@ daemon per workload); with ``W`` workloads, ``W`` steps size every workload once
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import subprocess
@@ -33,6 +34,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from thrifty.bench.extender_latency import buckets_quantile, histogram_buckets
 
@@ -44,10 +47,14 @@ def sh(*args: str, check: bool = True, stdin: str | None = None) -> str:
     return subprocess.run(args, check=check, capture_output=True, text=True, input=stdin).stdout
 
 
+@functools.cache
+def binaries() -> str:
+    """hack/build.sh's last line: the bin dir of the release the cluster runs (a no-op once built)."""
+    return sh(str(REPO / "hack/build.sh")).strip().splitlines()[-1]
+
+
 def kubectl(kubeconfig: str, *args: str, stdin: str | None = None) -> str:
-    # hack/build.sh's last line is the bin dir of the release the cluster runs (a no-op once built).
-    binaries = sh(str(REPO / "hack/build.sh")).strip().splitlines()[-1]
-    return sh(f"{binaries}/kubectl", "--kubeconfig", kubeconfig, *args, stdin=stdin)
+    return sh(f"{binaries()}/kubectl", "--kubeconfig", kubeconfig, *args, stdin=stdin)
 
 
 def rlworkload(name: str, namespace: str, replicas: int) -> dict:
@@ -75,14 +82,9 @@ def scrape(port: int) -> str:
 
 
 def counter_sum(text: str, name: str, **labels: str) -> float:
-    """The sum of ``name``'s samples with ``labels``."""
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    """The sum of the samples named ``name`` with ``labels`` (prometheus_client's parser)."""
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()))
 
 
 def rss_mb(pid: int) -> float:
